@@ -1,0 +1,260 @@
+"""One cell (configuration x seed): train -> generate -> evaluate, each stage skipped when done.
+
+Each stage's key hashes everything that determines its output, chained through the stages, so a
+changed setting redoes exactly the stages it affects. A finished cell is recognised from its markers
+alone, without importing torch, and nothing is rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__
+from .config import factors, to_yaml
+from .store import (
+    RunDir,
+    atomic_write_json,
+    atomic_write_parquet,
+    atomic_write_text,
+    content_key,
+    file_sha256,
+    is_done,
+    write_marker,
+)
+
+log = logging.getLogger("lycobench")
+STAGES = ("train", "generate", "evaluate")
+LIBRARIES = ("torch", "diffusers", "transformers", "lycoris-lora", "open_clip_torch", "numpy")
+
+
+def versions() -> dict[str, str]:
+    out = {"lycobench": __version__, "python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = "absent"
+    return out
+
+
+def classify(exc: BaseException) -> str:
+    """The failure causes of the reliability reference: data | oom | nan | timeout | preempted | bug."""
+    from .data import InputError
+
+    if isinstance(exc, InputError | FileNotFoundError):
+        return "data"
+    if getattr(exc, "cause", None):
+        return exc.cause
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        return "oom"
+    return "bug"
+
+
+class InjectedFault(RuntimeError):
+    cause = "injected"
+
+
+def inject_fault(stage: str, cell: str, seed: int) -> None:
+    """Test hook: LYCOBENCH_FAULT="<stage>:<cell>[:<seed>]" (comma-separated) makes that stage raise."""
+    for spec in filter(None, os.environ.get("LYCOBENCH_FAULT", "").split(",")):
+        parts = spec.split(":")
+        if parts[0] == stage and parts[1] == cell and (len(parts) < 3 or int(parts[2]) == seed):
+            raise InjectedFault(f"fault injected by LYCOBENCH_FAULT={spec!r} at the start of {stage}")
+
+
+def data_fingerprint(concepts) -> list:
+    return [
+        [c.name, c.category, c.trigger, c.class_word]
+        + [
+            [leaf.name, leaf.keyword, [[file_sha256(it.image), it.caption] for it in leaf.items]]
+            for leaf in c.leaves
+        ]
+        for c in concepts
+    ]
+
+
+class Cell:
+    def __init__(self, cfg: DictConfig, sweep_dir: Path):
+        from .data import all_leaves, load_concepts
+        from .models import model_identity
+        from .prompts import prompt_plan
+
+        self.cfg = cfg
+        self.sweep_dir = Path(sweep_dir)
+        self.rd = RunDir.of(self.sweep_dir, cfg.cell, cfg.seed)
+        self.concepts = load_concepts(list(cfg.concepts))
+        self.leaves = all_leaves(self.concepts)
+        g = cfg.generate
+        self.plan = prompt_plan(self.leaves, list(g.prompt_types), dict(g.images_per_type), int(g.base_seed))
+        self.model_key = content_key(model_identity(cfg.model))
+        c = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+        train_key = content_key(
+            {
+                "model": self.model_key,
+                "adapter": c(cfg.adapter),
+                "target": c(cfg.target),
+                "train": c(cfg.train),
+                "seed": int(cfg.seed),
+                "data": data_fingerprint(self.concepts),
+                "versions": versions(),
+            }
+        )
+        gen_key = content_key({"train": train_key, "generate": c(g), "plan": [p.__dict__ for p in self.plan]})
+        eval_key = content_key(
+            {"generate": gen_key, "evaluate": c(cfg.evaluate), "encoders": c(cfg.encoders)}
+        )
+        self.keys = {"train": train_key, "generate": gen_key, "evaluate": eval_key}
+
+    def done(self, stage: str) -> bool:
+        return is_done(self.rd.marker(stage), self.keys[stage], self.rd.root)
+
+    def run(self) -> str:
+        """Run the stages that are not done; returns 'skipped' or 'done'. Writes FAILED and re-raises on error."""
+        if all(self.done(s) for s in STAGES):
+            return "skipped"
+        rd = self.rd
+        rd.root.mkdir(parents=True, exist_ok=True)
+        text = to_yaml(self.cfg)
+        if not rd.config.is_file() or rd.config.read_text(encoding="utf-8") != text:
+            atomic_write_text(rd.config, text)
+        info = self.run_info("running")
+        atomic_write_json(rd.run_json, info)
+        try:
+            for stage in STAGES:
+                if self.done(stage):
+                    log.info("[%s seed=%s] %s: already done", self.cfg.cell, self.cfg.seed, stage)
+                    continue
+                t0 = time.perf_counter()
+                inject_fault(stage, self.cfg.cell, int(self.cfg.seed))
+                getattr(self, f"_{stage}")()
+                info["seconds"][stage] = round(time.perf_counter() - t0, 2)
+                log.info(
+                    "[%s seed=%s] %s: done in %.1fs",
+                    self.cfg.cell,
+                    self.cfg.seed,
+                    stage,
+                    info["seconds"][stage],
+                )
+        except BaseException as e:
+            cause = "interrupted" if isinstance(e, KeyboardInterrupt) else classify(e)
+            atomic_write_text(rd.failed, f"cause: {cause}\n\n{traceback.format_exc()}")
+            atomic_write_json(rd.run_json, {**info, "status": "failed", "cause": cause})
+            raise
+        rd.failed.unlink(missing_ok=True)
+        atomic_write_json(rd.run_json, {**info, "status": "done"})
+        return "done"
+
+    def run_info(self, status: str) -> dict:
+        cfg = self.cfg
+        return {
+            "cell": cfg.cell,
+            "seed": int(cfg.seed),
+            "sweep": cfg.sweep.name,
+            "status": status,
+            "factors": factors(cfg),
+            "keys": self.keys,
+            "provenance": {
+                "versions": versions(),
+                "model": cfg.model.name,
+                "encoders": OmegaConf.to_container(cfg.encoders, resolve=True),
+                "generation_seeds": f"image i of a prompt file uses seed {cfg.generate.base_seed} + i",
+                "prompt_templates": _prompt_versions(list(cfg.generate.prompt_types)),
+                "concepts": [str(c.root) for c in self.concepts],
+            },
+            "seconds": {},
+        }
+
+    # --- stages -----------------------------------------------------------------------------------
+
+    def _train(self) -> None:
+        from .train import train
+
+        rd = self.rd
+        shutil.rmtree(rd.checkpoints, ignore_errors=True)
+        bar = _progress(f"{self.cfg.cell} seed={self.cfg.seed} train")
+        saved = train(
+            self.cfg,
+            self.concepts,
+            rd.checkpoint,
+            rd.train_log,
+            self.sweep_dir / "cache",
+            self.model_key,
+            bar,
+        )
+        bar(None, None)
+        files = [*saved.values(), rd.train_log]
+        write_marker(rd.marker("train"), self.keys["train"], files, rd.root, {"checkpoints": sorted(saved)})
+
+    def _checkpoints(self) -> dict[int, Path]:
+        from .store import read_json
+
+        steps = read_json(self.rd.marker("train"))["checkpoints"]
+        return {int(s): self.rd.checkpoint(s) for s in steps}
+
+    def _generate(self) -> None:
+        import pandas as pd
+
+        from .generate import generate
+
+        rd = self.rd
+        shutil.rmtree(rd.images, ignore_errors=True)
+        bar = _progress(f"{self.cfg.cell} seed={self.cfg.seed} generate")
+        rows = generate(
+            self.cfg, self.plan, self._checkpoints(), rd.root, self.sweep_dir, self.model_key, bar
+        )
+        bar(None, None)
+        atomic_write_parquet(rd.images_parquet, pd.DataFrame(rows))
+        own = [self.sweep_dir / r["path"] for r in rows if r["step"] > 0]
+        write_marker(rd.marker("generate"), self.keys["generate"], [*own, rd.images_parquet], rd.root)
+
+    def _evaluate(self) -> None:
+        import pandas as pd
+
+        from .evaluate import evaluate
+
+        rd = self.rd
+        images = pd.read_parquet(rd.images_parquet).reset_index(drop=True)
+        missing = [p for p in images["path"] if not (self.sweep_dir / p).is_file()]
+        if missing:  # a base image may have been removed from the shared cache
+            raise FileNotFoundError(
+                f"{len(missing)} image(s) listed in {rd.images_parquet} are missing, e.g. {missing[0]}"
+            )
+        rows = evaluate(self.cfg, images, self.leaves, self.sweep_dir)
+        atomic_write_parquet(rd.metrics_parquet, pd.DataFrame(rows))
+        write_marker(rd.marker("evaluate"), self.keys["evaluate"], [rd.metrics_parquet], rd.root)
+
+
+def _prompt_versions(prompt_types: list[str]) -> dict:
+    from .prompts import prompt_sources
+
+    return prompt_sources(prompt_types)
+
+
+def _progress(desc: str):
+    """A tqdm bar fed with (done, total); call with (None, None) to close it."""
+    from tqdm import tqdm
+
+    state = {}
+
+    def update(done, total):
+        if done is None:
+            if "bar" in state:
+                state["bar"].close()
+            return
+        if "bar" not in state or state["bar"].total != total:
+            if "bar" in state:
+                state["bar"].close()
+            state["bar"] = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
+        state["bar"].n = done
+        state["bar"].refresh()
+
+    return update

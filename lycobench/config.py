@@ -1,0 +1,121 @@
+"""Where the project's declarative files live, and how a cell's configuration is composed.
+
+A sweep file declares configurations as override lists on top of the composed config groups (a default
+per algorithm plus one-factor variations). A cell = (configuration, seed); its config is the primary
+config composed with the user's overrides and the configuration's overrides, so the same composition
+serves the sweep, a single `run` and the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = PROJECT_ROOT / "conf"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+CONCEPTS_DIR = PROJECT_ROOT / "concepts"
+GROUPS = ("model", "adapter", "target", "train", "generate", "evaluate", "encoders", "sweep")
+# Overrides that select the cell rather than configure it.
+CELL_KEYS = ("cell", "seed")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose the primary config with overrides, outside or inside a running Hydra app."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name="config", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Separate the cell selectors (cell=, seed=) from the overrides that configure every cell."""
+    common, selectors = [], {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+~") in CELL_KEYS:
+            selectors[key.lstrip("+~")] = value
+        else:
+            common.append(o)
+    return common, selectors
+
+
+def cell_overrides(cfg: DictConfig, cell: str) -> list[str]:
+    configs = cfg.sweep.configs
+    if cell not in configs:
+        raise KeyError(
+            f"configuration {cell!r} is not in sweep {cfg.sweep.name!r} "
+            f"(conf/sweep/{cfg.sweep.name}.yaml declares: {', '.join(configs)})"
+        )
+    return list(configs[cell])
+
+
+def check_collisions(common: list[str], cfg: DictConfig) -> None:
+    """A user override of a key that a configuration varies would silently flatten the sweep: refuse it."""
+    user_keys = {o.partition("=")[0].lstrip("+~") for o in common}
+    for cell, overrides in cfg.sweep.configs.items():
+        for o in overrides:
+            key = o.partition("=")[0].lstrip("+~")
+            if key in user_keys:
+                raise ValueError(
+                    f"override {key!r} collides with configuration {cell!r} of conf/sweep/{cfg.sweep.name}.yaml, "
+                    "which sets it: drop the override or make a new sweep file"
+                )
+
+
+def compose_cell(
+    common: list[str], cell: str | None, seed: int | None, base: DictConfig | None = None
+) -> DictConfig:
+    """The full config of one cell: groups + user overrides + the configuration's own overrides.
+
+    ``base`` (the composition of ``common`` alone) may be passed to save composing it again.
+    """
+    if base is None:
+        base = compose(common)
+    extra = cell_overrides(base, cell) if cell else []
+    selectors = [f"cell={cell}" if cell else "cell=null"]
+    if seed is not None:
+        selectors.append(f"seed={seed}")
+    cfg = compose(extra + common + selectors)
+    if not cell:
+        cfg.cell = custom_cell_name(cfg)
+    return cfg
+
+
+def factors(cfg: DictConfig) -> dict:
+    """The hyperparameters that define a configuration (what the analysis attributes effects to)."""
+    a = cfg.adapter
+    return {
+        "algo": a.algo,
+        "target": cfg.target.name,
+        "dim": a.get("dim"),
+        "alpha": a.get("alpha"),
+        "factor": a.get("factor"),
+        "lr": a.lr,
+        "model": cfg.model.name,
+    }
+
+
+def custom_cell_name(cfg: DictConfig) -> str:
+    from .store import content_key
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    resolved.pop("cell", None)
+    resolved.pop("seed", None)
+    return f"custom-{cfg.adapter.name}-{content_key(resolved, 8)}"
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg.pop("hydra", None)
+    return OmegaConf.to_yaml(OmegaConf.create(cfg))

@@ -1,0 +1,51 @@
+"""The Hydra application: one job = one cell (configuration x seed), composed and run from disk state."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+from .config import CONF_DIR, compose_cell, split_overrides
+
+
+def quiet_libraries() -> None:
+    """Offline by default, and no per-component chatter from the libraries: lycobench reports progress."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    logging.getLogger("LyCORIS").setLevel(logging.WARNING)
+    try:
+        import diffusers
+        import transformers
+
+        diffusers.utils.logging.set_verbosity_error()
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def run_job(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    from .cell import Cell
+    from .sweep import sweep_dir_of
+
+    common, _ = split_overrides(list(HydraConfig.get().overrides.task))
+    cell_cfg = compose_cell(common, cfg.cell, int(cfg.seed), base=cfg)
+    cell = Cell(cell_cfg, sweep_dir_of(cell_cfg))
+    if all(cell.done(s) for s in ("train", "generate", "evaluate")):
+        logging.getLogger("lycobench").info(
+            "[%s seed=%s] done already: skipped", cell_cfg.cell, cell_cfg.seed
+        )
+        return "skipped"
+    quiet_libraries()
+    return cell.run()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> str:
+    return run_job(cfg)

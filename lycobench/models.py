@@ -1,0 +1,163 @@
+"""Load a Stable Diffusion pipeline: the tiny seeded model, the embedded world, or a local SD folder.
+
+Every model goes through ``StableDiffusionPipeline.from_pretrained`` on a diffusers folder, offline;
+the tiny model is built once from its config, saved to the cache, and loaded the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .store import content_key
+
+SCHEDULER_KW = dict(
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    steps_offset=1,
+    clip_sample=False,
+    set_alpha_to_one=False,
+)
+
+
+class ModelNotFound(FileNotFoundError):
+    pass
+
+
+def model_identity(model_cfg: DictConfig) -> dict:
+    """What identifies the model's weights in cache keys."""
+    cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    if cfg["kind"] == "pretrained":
+        folder = resolve_pretrained(cfg["path"])
+        cfg["weights"] = _weights_fingerprint(folder)
+    return cfg
+
+
+def _weights_fingerprint(folder: Path) -> dict:
+    """Sizes and mtimes of the weight files: cheap, and changes whenever the weights are replaced."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix in (".safetensors", ".bin"):
+            st = p.stat()
+            out[str(p.relative_to(folder))] = [st.st_size, int(st.st_mtime)]
+    return out
+
+
+def build_tiny_pipeline(cfg: dict):
+    """A random-init pipeline with SD 1.5's classes and the real CLIP tokenizer, seeded."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .tokenizer import clip_tokenizer
+
+    torch.manual_seed(cfg["init_seed"])
+    v, u, t = cfg["vae"], cfg["unet"], cfg["text_encoder"]
+    n = len(v["block_out_channels"])
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(v["block_out_channels"]),
+        latent_channels=v["latent_channels"],
+        norm_num_groups=v["norm_num_groups"],
+        sample_size=cfg["resolution"],
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+            **t,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=cfg["resolution"] // 2 ** (n - 1),
+        in_channels=v["latent_channels"],
+        out_channels=v["latent_channels"],
+        block_out_channels=tuple(u["block_out_channels"]),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=u["cross_attention_dim"],
+        attention_head_dim=u["attention_head_dim"],
+        norm_num_groups=u["norm_num_groups"],
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=DDIMScheduler(**SCHEDULER_KW),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def resolve_pretrained(path_or_id: str) -> Path:
+    """A local diffusers folder, or a hub id already in the local Hugging Face cache. Never downloads."""
+    p = Path(path_or_id).expanduser()
+    if (p / "model_index.json").is_file():
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path_or_id, local_files_only=True))
+    except Exception as e:
+        raise ModelNotFound(
+            f"model weights not found: {path_or_id!r} is neither a diffusers folder (with model_index.json) nor in the "
+            f"local Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}). lycobench never downloads: "
+            f"fetch the model on a machine with network access (e.g. `huggingface-cli download {path_or_id}`) and pass "
+            f"model.path=/path/to/folder. ({type(e).__name__})"
+        ) from None
+
+
+def model_folder(model_cfg: DictConfig, cache_dir: Path) -> Path:
+    cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    if cfg["kind"] == "tiny":
+        folder = Path(cache_dir) / "models" / f"tiny-{content_key(cfg)}"
+        if not (folder / "model_index.json").is_file():
+            _save_atomically(build_tiny_pipeline(cfg), folder)
+        return folder
+    if cfg["kind"] == "pretrained":
+        return resolve_pretrained(cfg["path"])
+    raise ValueError(f"unknown model.kind {cfg['kind']!r} (expected tiny or pretrained)")
+
+
+def _save_atomically(pipe, folder: Path) -> None:
+    import shutil
+    import tempfile
+
+    from .tokenizer import save_tokenizer
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        save_tokenizer(pipe.tokenizer, tmp / "tokenizer")
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "model_index.json").is_file():  # another worker may have won the race
+            raise
+
+
+def load_pipeline(model_cfg: DictConfig, cache_dir: Path, device: str = "cpu"):
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    folder = model_folder(model_cfg, cache_dir)
+    extra = {"torch_dtype": torch.float16} if device.startswith("cuda") else {}
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, safety_checker=None, requires_safety_checker=False, local_files_only=True, **extra
+    )
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)

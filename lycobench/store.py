@@ -1,0 +1,138 @@
+"""The on-disk contract: run-directory layout, atomic writes, content keys and completion markers.
+
+Stages meet on disk. A stage is done only when its marker exists, names the same key (the hash of
+everything that determines its output) and every file it lists is still there with the recorded size.
+Markers are written last, through a temp file and ``os.replace``, so a kill at any moment leaves
+either a complete stage or no marker at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """Reject names that could escape the results folder once joined into a path."""
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise ValueError(
+            f"{what} {name!r} is not a safe file name: use letters, digits, '_', '-', '.', '=' "
+            "(no path separators, no '..', at most 128 characters)"
+        )
+    return name
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_key(obj: Any, length: int = 16) -> str:
+    """A short stable hash of any JSON-able object (dict order does not matter)."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp_path)`` on a temp file beside ``path``, fsync it, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_parquet(path: Path, df) -> Path:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+# --- completion markers -------------------------------------------------------------------------
+
+
+class RunDir:
+    """Paths of one run: ``<results>/<sweep>/runs/<cell>/seed=<s>/``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @classmethod
+    def of(cls, sweep_dir: Path, cell: str, seed: int) -> RunDir:
+        return cls(Path(sweep_dir) / "runs" / safe_name(cell, "cell name") / f"seed={int(seed)}")
+
+    config = property(lambda self: self.root / "config.yaml")
+    run_json = property(lambda self: self.root / "run.json")
+    train_log = property(lambda self: self.root / "train_log.csv")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    images = property(lambda self: self.root / "images")
+    images_parquet = property(lambda self: self.root / "images.parquet")
+    metrics_parquet = property(lambda self: self.root / "metrics.parquet")
+    failed = property(lambda self: self.root / "FAILED")
+    done_dir = property(lambda self: self.root / ".done")
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"step-{int(step)}.safetensors"
+
+    def marker(self, stage: str) -> Path:
+        return self.done_dir / f"{stage}.json"
+
+
+def write_marker(marker: Path, key: str, files: list[Path], base: Path, extra: dict | None = None) -> None:
+    """Record that a stage with ``key`` produced ``files``; called only after every file is in place."""
+    entries = {str(Path(f).relative_to(base)): Path(f).stat().st_size for f in files}
+    atomic_write_json(marker, {"key": key, "files": entries, **(extra or {})})
+
+
+def is_done(marker: Path, key: str, base: Path) -> bool:
+    """A stage is done when its marker names this key and every listed file exists with its size."""
+    try:
+        info = read_json(marker)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    if info.get("key") != key:
+        return False
+    for rel, size in info.get("files", {}).items():
+        p = base / rel
+        if not p.is_file() or p.stat().st_size != size:
+            return False
+    return True

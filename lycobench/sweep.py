@@ -1,0 +1,164 @@
+"""The sweep command: preflight, manifest, Hydra multirun over (configuration x seed), report.
+
+Hydra launches the jobs (any launcher: basic, joblib, submitit); results live on disk, keyed by cell
+and seed, so a relaunch, a requeue or another launcher finds the finished work and skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .config import PROJECT_ROOT, check_collisions, compose, compose_cell, split_overrides
+from .store import atomic_write_text
+
+log = logging.getLogger("lycobench")
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+        sha = out.stdout.strip() or "unknown"
+        return sha + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def sweep_dir_of(cfg) -> Path:
+    return Path(cfg.results_dir).expanduser().resolve() / cfg.sweep.name
+
+
+def preflight(common: list[str]):
+    """Compose every cell and validate every input before any compute; returns the sweep config."""
+    from .data import load_concepts
+
+    cfg = compose(common)
+    check_collisions(common, cfg)
+    if not cfg.sweep.configs or not cfg.sweep.seeds:
+        raise ValueError(f"conf/sweep/{cfg.sweep.name}.yaml declares no configurations or no seeds")
+    concept_sets = set()
+    for cell in cfg.sweep.configs:
+        cell_cfg = compose_cell(common, cell, int(cfg.sweep.seeds[0]), base=cfg)
+        concept_sets.add(tuple(cell_cfg.concepts))
+    for specs in concept_sets:
+        load_concepts(list(specs))
+    return cfg
+
+
+def write_manifest(cfg, common: list[str]) -> Path:
+    """results/<sweep>/manifest.json: the resolved sweep, versions, code and machine. Rewritten only on change."""
+    from .cell import versions
+
+    path = sweep_dir_of(cfg) / "manifest.json"
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    manifest = {
+        "sweep": resolved["sweep"],
+        "overrides": common,
+        "config": resolved,
+        "versions": versions(),
+        "git": git_sha(),
+        "machine": {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
+    return path
+
+
+def launch(common: list[str], cfg) -> None:
+    """Hydra multirun over cell x seed; returns normally or raises SystemExit when a job failed."""
+    from .hydra_app import hydra_entry
+
+    cells = ",".join(cfg.sweep.configs)
+    seeds = ",".join(str(int(s)) for s in cfg.sweep.seeds)
+    argv = [*common, f"cell={cells}", f"seed={seeds}", "--multirun"]
+    old = sys.argv
+    sys.argv = ["lycobench", *argv]
+    try:
+        hydra_entry()
+    finally:
+        sys.argv = old
+
+
+def sweep_command(overrides: list[str]) -> int:
+    from .report import build_report
+
+    common, selectors = split_overrides(overrides)
+    if selectors:
+        print(
+            f"error: the sweep chooses cells itself; drop {', '.join(f'{k}=' for k in selectors)} "
+            "(use `python -m lycobench run cell=<name> seed=<s>` for one cell)",
+            file=sys.stderr,
+        )
+        return 2
+    cfg = preflight(common)
+    sweep_dir = sweep_dir_of(cfg)
+    write_manifest(cfg, common)
+    n = len(cfg.sweep.configs) * len(cfg.sweep.seeds)
+    print(
+        f"lycobench: sweep {cfg.sweep.name!r}: {len(cfg.sweep.configs)} configurations x {len(cfg.sweep.seeds)} seeds = {n} runs -> {sweep_dir}",
+        file=sys.stderr,
+    )
+    try:
+        launch(common, cfg)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            print("lycobench: some runs failed; the others completed (see the report)", file=sys.stderr)
+    report_dir, unfinished = build_report(sweep_dir)
+    print(f"lycobench: report: {report_dir / 'metrics.md'}")
+    if unfinished:
+        print(f"lycobench: {len(unfinished)} run(s) not finished:", file=sys.stderr)
+        for u in unfinished:
+            print(
+                f"  {u['cell']} seed={u['seed']}: {u['status']} ({u['cause']}) {u['error']}", file=sys.stderr
+            )
+        return 1
+    return 0
+
+
+def run_command(overrides: list[str]) -> int:
+    """One cell through Hydra's single-run mode; the cell's configuration comes from the sweep file."""
+    from .hydra_app import hydra_entry
+
+    common, selectors = split_overrides(overrides)
+    cfg = compose(common)
+    cell = selectors.get("cell")
+    if cell in (None, "null"):
+        cell = None
+    compose_cell(common, cell, int(selectors.get("seed", cfg.seed)))  # fail early on a bad cell or override
+    old = sys.argv
+    sys.argv = ["lycobench", *overrides]
+    try:
+        hydra_entry()
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        sys.argv = old
+    return 0
+
+
+def report_command(sweep_dir: str) -> int:
+    from .report import build_report
+
+    report_dir, unfinished = build_report(Path(sweep_dir))
+    print(f"lycobench: report: {report_dir / 'metrics.md'}")
+    for u in unfinished:
+        print(
+            f"  not finished: {u['cell']} seed={u['seed']}: {u['status']} ({u['cause']}) {u['error']}",
+            file=sys.stderr,
+        )
+    return 1 if unfinished else 0
