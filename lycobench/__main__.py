@@ -11,6 +11,9 @@ commands:
   run [overrides]       run one cell: cell=<configuration of the sweep> seed=<s>, or the groups as composed
   report <sweep-dir>    rebuild results/<sweep>/report/ from the files alone; exits 1 if runs are not finished
   world <command>       the embedded world (export, oracle-check, ...)
+  validate <folder>...  check concept folders and print every problem
+  metrics               the metric cards: formula, direction, encoder, conventions
+  status <sweep-dir>    done / running / failed / pending runs
 
 `python -m lycobench <command> --help` for details.
 """
@@ -26,6 +29,15 @@ overrides (Hydra syntax, key=value):
 
 Finished stages are skipped on a rerun; a failing cell writes FAILED and the others go on.
 """
+
+
+# Commands implemented in their own modules: name -> "module:function(argv) -> exit code".
+EXTERNAL = {
+    "world": "lycobench.world.cli:main",
+    "validate": "lycobench.validate:main",
+    "metrics": "lycobench.metric_cards:main",
+    "status": "lycobench.status:main",
+}
 
 
 def overrides_help() -> str:
@@ -71,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         from .sweep import report_command
 
         return _guard(report_command, args[0])
-    if command == "world":
-        from .world.cli import main as world_main
+    if command in EXTERNAL:
+        import importlib
 
-        return world_main(args)
+        module, func = EXTERNAL[command].split(":")
+        return getattr(importlib.import_module(module), func)(args)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 
