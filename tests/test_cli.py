@@ -1,7 +1,6 @@
 """The command line: help for every command, clear errors before any compute."""
 
 import pytest
-
 from conftest import lycobench
 
 

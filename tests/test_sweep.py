@@ -4,7 +4,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import lycobench
 
 CELLS = [("lora", 23), ("lora-dim4", 23), ("lora", 24), ("lora-dim4", 24)]
