@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import shutil
+import socket
 import time
 import traceback
 from importlib import metadata
@@ -123,6 +124,8 @@ class Cell:
             return "skipped"
         rd = self.rd
         rd.root.mkdir(parents=True, exist_ok=True)
+        for stale in rd.root.rglob(".*.tmp"):  # temp files of a killed earlier attempt at this cell
+            stale.unlink(missing_ok=True)
         text = to_yaml(self.cfg)
         if not rd.config.is_file() or rd.config.read_text(encoding="utf-8") != text:
             atomic_write_text(rd.config, text)
@@ -161,6 +164,7 @@ class Cell:
             "sweep": cfg.sweep.name,
             "status": status,
             "factors": factors(cfg),
+            "owner": {"host": socket.gethostname(), "pid": os.getpid()},
             "keys": self.keys,
             "provenance": {
                 "versions": versions(),

@@ -28,6 +28,20 @@ def quiet_libraries() -> None:
         pass
 
 
+def configure_threads() -> int:
+    """Split the machine's cores among parallel workers (joblib's n_jobs), unless LYCOBENCH_THREADS says."""
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    threads = os.environ.get("LYCOBENCH_THREADS")
+    if threads is None:
+        n_jobs = HydraConfig.get().launcher.get("n_jobs") or 1
+        n_jobs = os.cpu_count() if n_jobs < 0 else n_jobs
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    torch.set_num_threads(int(threads))
+    return int(threads)
+
+
 def run_job(cfg: DictConfig) -> str:
     from hydra.core.hydra_config import HydraConfig
 
@@ -43,6 +57,7 @@ def run_job(cfg: DictConfig) -> str:
         )
         return "skipped"
     quiet_libraries()
+    configure_threads()
     return cell.run()
 
 

@@ -48,6 +48,27 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_KILL_COUNTS: dict[str, int] = {}
+
+
+def kill_point(site: str) -> None:
+    """Test hook: LYCOBENCH_KILL="<site>:<n>" SIGKILLs this process at the n-th pass through ``site``.
+
+    Sites: ``write`` (temp file written, not yet renamed), ``replace`` (just renamed into place),
+    ``marker`` (a stage's outputs complete, its marker not yet written).
+    """
+    spec = os.environ.get("LYCOBENCH_KILL")
+    if not spec:
+        return
+    want, _, n = spec.partition(":")
+    if want == site:
+        _KILL_COUNTS[site] = _KILL_COUNTS.get(site, 0) + 1
+        if _KILL_COUNTS[site] == int(n or 1):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp_path)`` on a temp file beside ``path``, fsync it, then rename it into place."""
     path = Path(path)
@@ -58,7 +79,9 @@ def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
         write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        kill_point("write")
         os.replace(tmp, path)
+        kill_point("replace")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -119,6 +142,7 @@ class RunDir:
 
 def write_marker(marker: Path, key: str, files: list[Path], base: Path, extra: dict | None = None) -> None:
     """Record that a stage with ``key`` produced ``files``; called only after every file is in place."""
+    kill_point("marker")
     entries = {str(Path(f).relative_to(base)): Path(f).stat().st_size for f in files}
     atomic_write_json(marker, {"key": key, "files": entries, **(extra or {})})
 

@@ -1,6 +1,7 @@
 """The command line: help for every command, clear errors before any compute."""
 
 import pytest
+
 from conftest import lycobench
 
 

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from conftest import lycobench
 
 CELLS = [("lora", 23), ("lora-dim4", 23), ("lora", 24), ("lora-dim4", 24)]

@@ -1,0 +1,110 @@
+"""`python -m lycobench status <sweep-dir>`: done / running / failed / pending runs, causes, time left."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+
+from .store import read_json
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def classify_unfinished(entry: dict) -> str:
+    """An incomplete run is 'running' when its process is alive on this host, else 'interrupted'."""
+    root = entry.get("root")
+    if entry["status"] != "incomplete" or root is None:
+        return entry["status"]
+    info = read_json(Path(root) / "run.json")
+    owner = info.get("owner", {})
+    if owner.get("host") == socket.gethostname() and owner.get("pid") and pid_alive(int(owner["pid"])):
+        return "running"
+    if owner.get("host") not in (None, socket.gethostname()):
+        return "running?"  # on another machine: cannot tell from here
+    return "interrupted"
+
+
+def summarize(sweep_dir: Path) -> dict:
+    from .report import scan
+
+    finished, unfinished = scan(sweep_dir)
+    rows = [
+        {"cell": f["cell"], "seed": f["seed"], "state": "done", "cause": "", "seconds": _seconds(f["root"])}
+        for f in finished
+    ]
+    for u in unfinished:
+        state = classify_unfinished(u)
+        cause = u["cause"] if state in ("failed",) else ""
+        rows.append(
+            {
+                "cell": u["cell"],
+                "seed": u["seed"],
+                "state": state,
+                "cause": cause,
+                "error": u.get("error", ""),
+                "seconds": None,
+            }
+        )
+    done_secs = [r["seconds"] for r in rows if r["state"] == "done" and r["seconds"]]
+    left = sum(1 for r in rows if r["state"] in ("pending", "interrupted", "running", "running?"))
+    eta = (sum(done_secs) / len(done_secs)) * left if done_secs else None
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {
+        "rows": sorted(rows, key=lambda r: (r["cell"], r["seed"])),
+        "counts": counts,
+        "eta_seconds": eta,
+        "left": left,
+    }
+
+
+def _seconds(root: Path) -> float | None:
+    try:
+        return float(sum(read_json(Path(root) / "run.json").get("seconds", {}).values()))
+    except (OSError, ValueError):
+        return None
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (no finished run yet)"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m lycobench status", description=__doc__.split(":", 1)[1].strip()
+    )
+    p.add_argument("sweep_dir", help="results/<sweep>")
+    args = p.parse_args(argv)
+    sweep_dir = Path(args.sweep_dir)
+    if not (sweep_dir / "manifest.json").is_file():
+        print(
+            f"lycobench: error: {sweep_dir} has no manifest.json: pass results/<sweep>",
+            file=__import__("sys").stderr,
+        )
+        return 2
+    s = summarize(sweep_dir)
+    print(f"{sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items())))
+    for r in s["rows"]:
+        extra = f"  {r['cause']}: {r.get('error', '')}" if r["state"] == "failed" else ""
+        secs = f"  {r['seconds']:.0f}s" if r["seconds"] else ""
+        print(f"  {r['state']:<12} {r['cell']} seed={r['seed']}{secs}{extra}")
+    if s["left"]:
+        print(
+            f"time left (sequential, from the mean time of finished runs): {fmt_duration(s['eta_seconds'])}"
+        )
+    return 1 if s["counts"].get("failed") else 0
