@@ -1,0 +1,40 @@
+"""The embedded world: a procedural renderer with captions, concepts the base model never sees, and an oracle.
+
+Public entry points for the other stages:
+
+- ``sample_scenes(n, seed, heldout=False)`` -> scenes; ``render_batch(scenes, size)`` -> uint8 [N,H,W,3];
+  ``caption(scene, rng)``; ``labels(scene)`` (ground truth); ``HELDOUT_PAIRS`` (colour, shape) pairs that base
+  pretraining never shows
+- ``load_concepts()``, ``export(dir)``: world concepts as ordinary concept folders
+- ``Oracle.load().predict(images)``: attributes read back from images
+"""
+
+from .captions import all_captions, caption
+from .concepts import Concept, load_concepts
+from .scenes import Obj, Scene, labels, render_batch, sample_scenes
+from .vocab import BG_COLOURS, COLOURS, HELDOUT_PAIRS, PATTERNS, SHAPES, STYLES
+
+__all__ = [
+    "BG_COLOURS",
+    "COLOURS",
+    "HELDOUT_PAIRS",
+    "PATTERNS",
+    "SHAPES",
+    "STYLES",
+    "Concept",
+    "Obj",
+    "Scene",
+    "all_captions",
+    "caption",
+    "labels",
+    "load_concepts",
+    "render_batch",
+    "sample_scenes",
+]
+
+
+def export(root, names=None, size: int = 64):
+    """Write world concepts as concept folders (see ``lycobench.world.export``)."""
+    from .export import export as _export
+
+    return _export(root, names, size)

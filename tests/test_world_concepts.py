@@ -1,0 +1,92 @@
+"""World concepts: valid definitions, deterministic renders, and an export that round-trips as concept folders."""
+
+import re
+from collections import Counter
+
+import numpy as np
+import yaml
+
+from lycobench.world.concepts import CATEGORIES, NAME_RE, concept_caption, load_concepts, training_scenes
+from lycobench.world.export import contact_sheet, export
+from lycobench.world.scenes import render_batch
+
+CONCEPTS = load_concepts()
+
+
+def test_definitions_cover_the_paper_categories():
+    per_category = Counter(c.category for c in CONCEPTS.values())
+    assert all(per_category[cat] >= 3 for cat in CATEGORIES), per_category
+    assert any(c.category == "character" and len(c.subclasses) >= 2 for c in CONCEPTS.values())
+    outfits = [c for c in CONCEPTS.values() if sum(k.endswith(" outfit") for k in c.subclasses.values()) >= 2]
+    assert outfits, "a character with two '<token> outfit' sub-classes, like the paper's anime characters"
+    for c in CONCEPTS.values():
+        assert 5 <= sum(c.images.values()) <= 40
+        assert NAME_RE.match(c.name)
+    triggers = [c.trigger for c in CONCEPTS.values()]
+    assert len(set(triggers)) == len(triggers)
+
+
+def test_concept_renders_are_deterministic():
+    for c in CONCEPTS.values():
+        a = training_scenes(c)
+        b = training_scenes(c)
+        assert a == b
+        assert np.array_equal(
+            render_batch([s for *_, s in a[:4]], 32), render_batch([s for *_, s in b[:4]], 32)
+        )
+
+
+def test_captions_follow_the_paper_format():
+    for c in CONCEPTS.values():
+        for leaf, _, scene in training_scenes(c):
+            text = concept_caption(c, scene)
+            assert text.startswith(c.descriptor(leaf) + ", ")
+            keyword = c.subclasses.get(leaf, "") if leaf else ""
+            assert text.split(", ")[0] == f"{c.trigger} {c.class_word}"
+            if keyword:
+                assert text.split(", ")[1] == keyword
+            assert "\n" not in text
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_export_round_trip(tmp_path):
+    names = ["lumi", "bear", "hatch"]
+    export(tmp_path / "a", names, size=32)
+    export(tmp_path / "b", names, size=32)
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert a == b  # byte-identical
+    for name in names:
+        c = CONCEPTS[name]
+        meta = yaml.safe_load((tmp_path / "a" / name / "concept.yaml").read_text(encoding="utf-8"))
+        assert (meta["name"], meta["category"], meta["trigger"], meta["class_word"]) == (
+            c.name, c.category, c.trigger, c.class_word,
+        )  # fmt: skip
+        assert (meta.get("subclasses") or {}) == c.subclasses
+        for leaf in c.leaves:
+            folder = tmp_path / "a" / name / (leaf or "")
+            pngs = sorted(folder.glob("*.png"))
+            assert len(pngs) == c.images[leaf]
+            for png in pngs:
+                text = png.with_suffix(".txt").read_text(encoding="utf-8")
+                assert text.endswith("\n") and text.count("\n") == 1
+                assert text.startswith(c.descriptor(leaf))
+    assert all(re.fullmatch(r"[a-z0-9_/.-]+", k) for k in a)
+
+
+def test_export_is_read_by_the_training_data_loader(tmp_path):
+    from lycobench.data import load_concepts as load_folders
+
+    export(tmp_path, ["gus", "cottage"], size=32)
+    folders = load_folders([str(tmp_path / "gus"), str(tmp_path / "cottage")])
+    gus = next(f for f in folders if f.name == "gus")
+    assert {leaf.subclass for leaf in gus.leaves} == {"hat", "bald"}
+    assert sum(len(leaf.items) for leaf in gus.leaves) == sum(CONCEPTS["gus"].images.values())
+
+
+def test_contact_sheet(tmp_path):
+    export(tmp_path / "c", ["duck", "city"], size=32)
+    out = contact_sheet(tmp_path / "c", tmp_path / "sheet.png")
+    assert out.stat().st_size > 1000
