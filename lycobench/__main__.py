@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "report":
         if wants_help or len(args) != 1:
             print(
-                "usage: python -m lycobench report <results-dir>/<sweep>\n\nRebuilds report/ (metrics.csv, summary.csv, metrics.md, failures.json) from the run folders alone.\nExits 1 when some runs failed or are not finished, and lists them."
+                "usage: python -m lycobench report <results-dir>/<sweep>\n\nRebuilds report/ (index.html, scores.parquet, tables, SHAP, plots, image grids) from the run folders alone.\nExits 1 when some runs failed or are not finished, and lists them."
             )
             return 0 if wants_help else 2
         from .sweep import report_command

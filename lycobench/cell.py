@@ -87,7 +87,7 @@ class Cell:
     def __init__(self, cfg: DictConfig, sweep_dir: Path):
         from .data import all_leaves, load_concepts
         from .models import model_identity
-        from .prompts import prompt_plan
+        from .prompts import plan_for, template_sources
 
         self.cfg = cfg
         self.sweep_dir = Path(sweep_dir)
@@ -95,7 +95,8 @@ class Cell:
         self.concepts = load_concepts(list(cfg.concepts))
         self.leaves = all_leaves(self.concepts)
         g = cfg.generate
-        self.plan = prompt_plan(self.leaves, list(g.prompt_types), dict(g.images_per_type), int(g.base_seed))
+        self.plan = plan_for(g, self.leaves)
+        self.templates = template_sources(self.plan)  # version + sha256 of every template file used
         self.model_key = content_key(model_identity(cfg.model))
         c = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
         train_key = content_key(
@@ -107,9 +108,17 @@ class Cell:
                 "seed": int(cfg.seed),
                 "data": data_fingerprint(self.concepts),
                 "versions": versions(),
+                **_external_adapter(cfg),
             }
         )
-        gen_key = content_key({"train": train_key, "generate": c(g), "plan": [p.__dict__ for p in self.plan]})
+        gen_key = content_key(
+            {
+                "train": train_key,
+                "generate": c(g),
+                "plan": [p.__dict__ for p in self.plan],
+                "templates": self.templates,
+            }
+        )
         eval_key = content_key(
             {"generate": gen_key, "evaluate": c(cfg.evaluate), "encoders": c(cfg.encoders)}
         )
@@ -171,7 +180,7 @@ class Cell:
                 "model": cfg.model.name,
                 "encoders": OmegaConf.to_container(cfg.encoders, resolve=True),
                 "generation_seeds": f"image i of a prompt file uses seed {cfg.generate.base_seed} + i",
-                "prompt_templates": _prompt_versions(list(cfg.generate.prompt_types)),
+                "prompt_templates": self.templates,
                 "concepts": [str(c.root) for c in self.concepts],
             },
             "seconds": {},
@@ -237,10 +246,14 @@ class Cell:
         write_marker(rd.marker("evaluate"), self.keys["evaluate"], [rd.metrics_parquet], rd.root)
 
 
-def _prompt_versions(prompt_types: list[str]) -> dict:
-    from .prompts import prompt_sources
-
-    return prompt_sources(prompt_types)
+def _external_adapter(cfg: DictConfig) -> dict:
+    """adapter=external: the file's bytes are part of the train key (a replaced file is re-checked)."""
+    path = cfg.adapter.get("path") if cfg.adapter.algo == "external" else None
+    if cfg.adapter.algo == "external" and not (path and Path(str(path)).expanduser().is_file()):
+        raise FileNotFoundError(
+            f"adapter.path={path!r}: adapter=external needs an existing .safetensors file"
+        )
+    return {"external_adapter": file_sha256(Path(str(path)).expanduser())} if path else {}
 
 
 def _progress(desc: str):

@@ -102,6 +102,7 @@ def factors(cfg: DictConfig) -> dict:
         "factor": a.get("factor"),
         "lr": a.lr,
         "model": cfg.model.name,
+        "multiplier": float(cfg.generate.multiplier),  # adapter strength at generation
     }
 
 

@@ -27,11 +27,19 @@ class ModelNotFound(FileNotFoundError):
     pass
 
 
+# model config keys that say how the model is used, not which weights it has (kept out of cache keys)
+NOT_IDENTITY = ("templates",)
+
+
 def model_identity(model_cfg: DictConfig) -> dict:
     """What identifies the model's weights in cache keys."""
     cfg = OmegaConf.to_container(model_cfg, resolve=True)
-    if cfg["kind"] == "pretrained":
-        folder = resolve_pretrained(cfg["path"])
+    for key in NOT_IDENTITY:
+        cfg.pop(key, None)
+    if cfg["kind"] in ("pretrained", "world"):
+        folder = (
+            resolve_pretrained(cfg["path"]) if cfg["kind"] == "pretrained" else world_folder(cfg.get("path"))
+        )
         cfg["weights"] = _weights_fingerprint(folder)
     return cfg
 
@@ -128,7 +136,22 @@ def model_folder(model_cfg: DictConfig, cache_dir: Path) -> Path:
         return folder
     if cfg["kind"] == "pretrained":
         return resolve_pretrained(cfg["path"])
-    raise ValueError(f"unknown model.kind {cfg['kind']!r} (expected tiny or pretrained)")
+    if cfg["kind"] == "world":
+        return world_folder(cfg.get("path"))
+    raise ValueError(f"unknown model.kind {cfg['kind']!r} (expected tiny, pretrained or world)")
+
+
+def world_folder(path: str | None = None) -> Path:
+    """The embedded world's base model: the shipped folder (or ``path``), never built on the fly."""
+    folder = (
+        Path(path).expanduser() if path else Path(__file__).resolve().parent / "world" / "weights" / "base"
+    )
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotFound(
+            f"the world base model is missing: {folder} has no model_index.json (conf/model/world.yaml). "
+            "Run `python -m lycobench world pretrain` to train it (about an hour on 2 CPU cores)."
+        )
+    return folder
 
 
 def _save_atomically(pipe, folder: Path) -> None:
@@ -149,15 +172,43 @@ def _save_atomically(pipe, folder: Path) -> None:
             raise
 
 
-def load_pipeline(model_cfg: DictConfig, cache_dir: Path, device: str = "cpu"):
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """``auto``/None: float16 on CUDA (SD 1.5's usual inference precision), float32 on the CPU."""
+    if dtype in (None, "auto"):
+        return "float16" if str(device).startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose auto or one of {', '.join(DTYPES)}")
+    if dtype != "float32" and not str(device).startswith("cuda"):
+        raise ValueError(
+            f"dtype {dtype!r} needs a CUDA device (half-precision sampling on the CPU is slow and lossy)"
+        )
+    return dtype
+
+
+def load_pipeline(model_cfg: DictConfig, cache_dir: Path, device: str = "cpu", dtype: str | None = None):
+    """The pipeline on ``device``: float32 on the CPU; on CUDA float16 (or ``dtype``) with PyTorch's fused
+    scaled-dot-product attention. Every model kind takes this one path (``from_pretrained``, offline)."""
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     folder = model_folder(model_cfg, cache_dir)
-    extra = {"torch_dtype": torch.float16} if device.startswith("cuda") else {}
+    torch_dtype = getattr(torch, resolve_dtype(dtype, device))
     pipe = StableDiffusionPipeline.from_pretrained(
-        folder, safety_checker=None, requires_safety_checker=False, local_files_only=True, **extra
+        folder,
+        safety_checker=None,
+        requires_safety_checker=False,
+        local_files_only=True,
+        dtype=torch_dtype,
     )
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    if str(device).startswith("cuda"):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        # SDPA explicitly (flash / memory-efficient kernels), so no silent fallback to the slow path
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+        pipe.vae.set_attn_processor(AttnProcessor2_0())
     return pipe.to(device)

@@ -44,18 +44,32 @@ def sweep_dir_of(cfg) -> Path:
 def preflight(common: list[str]):
     """Compose every cell and validate every input before any compute; returns the sweep config."""
     from .data import load_concepts
+    from .evaluate import preflight as check_evaluation
 
     cfg = compose(common)
     check_collisions(common, cfg)
     if not cfg.sweep.configs or not cfg.sweep.seeds:
         raise ValueError(f"conf/sweep/{cfg.sweep.name}.yaml declares no configurations or no seeds")
-    concept_sets = set()
+    concept_sets, generate_cfgs = set(), {}
     for cell in cfg.sweep.configs:
         cell_cfg = compose_cell(common, cell, int(cfg.sweep.seeds[0]), base=cfg)
         concept_sets.add(tuple(cell_cfg.concepts))
-    for specs in concept_sets:
-        load_concepts(list(specs))
+        generate_cfgs.setdefault(
+            (tuple(cell_cfg.concepts), OmegaConf.to_yaml(cell_cfg.generate, resolve=True)), cell_cfg.generate
+        )
+    concepts = {specs: load_concepts(list(specs)) for specs in concept_sets}
+    check_prompts(generate_cfgs, concepts)
+    check_evaluation(cfg)  # metric configuration and encoder weight files; loads no model
     return cfg
+
+
+def check_prompts(generate_cfgs: dict, concepts: dict) -> None:
+    """Every cell's prompt plan can be built (template files exist and parse), before any compute."""
+    from .data import all_leaves
+    from .prompts import plan_for
+
+    for (specs, _), gcfg in generate_cfgs.items():
+        plan_for(gcfg, all_leaves(concepts[specs]))
 
 
 def write_manifest(cfg, common: list[str]) -> Path:
@@ -119,7 +133,7 @@ def sweep_command(overrides: list[str]) -> int:
         if e.code not in (0, None):
             print("lycobench: some runs failed; the others completed (see the report)", file=sys.stderr)
     report_dir, unfinished = build_report(sweep_dir)
-    print(f"lycobench: report: {report_dir / 'metrics.md'}")
+    print(f"lycobench: report: {report_dir / 'index.html'}")
     if unfinished:
         print(f"lycobench: {len(unfinished)} run(s) not finished:", file=sys.stderr)
         for u in unfinished:
@@ -155,7 +169,7 @@ def report_command(sweep_dir: str) -> int:
     from .report import build_report
 
     report_dir, unfinished = build_report(Path(sweep_dir))
-    print(f"lycobench: report: {report_dir / 'metrics.md'}")
+    print(f"lycobench: report: {report_dir / 'index.html'}")
     for u in unfinished:
         print(
             f"  not finished: {u['cell']} seed={u['seed']}: {u['status']} ({u['cause']}) {u['error']}",

@@ -1,12 +1,14 @@
 """Concept folders: loading, and bad input reported in one pass, each problem naming its file."""
 
+import io
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from lycobench.config import CONCEPTS_DIR
-from lycobench.data import InputError, load_concepts
+from lycobench.data import InputError, check_concepts, load_concepts, to_rgb
 
 
 def example(tmp_path, name="zq-star"):
@@ -63,3 +65,83 @@ def test_unsafe_concept_names_are_rejected(tmp_path, bad):
     (d / "concept.yaml").write_text(f"name: '{bad}'\ncategory: object\ntrigger: zqx\nclass_word: toy\n")
     with pytest.raises(InputError, match="must match"):
         load_concepts([str(d)])
+
+
+# --- image policy and the checks added for issue 5 ---------------------------------------------------
+
+
+def test_policy_composites_alpha_on_white_and_scales_16_bit():
+    rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 0))  # fully transparent red
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)
+    half = Image.new("RGBA", (20, 20), (0, 0, 0, 128))
+    assert to_rgb(half).getpixel((0, 0)) == (127, 127, 127)
+    la = Image.new("LA", (20, 20), (0, 0))
+    assert to_rgb(la).getpixel((0, 0)) == (255, 255, 255)
+    p = Image.new("P", (20, 20), 3)
+    p.info["transparency"] = 3
+    assert to_rgb(p).getpixel((0, 0)) == (255, 255, 255)
+    gray16 = Image.fromarray(np.full((20, 20), 65535 // 2, dtype=np.uint16))
+    assert gray16.mode.startswith("I;16")
+    assert to_rgb(gray16).getpixel((0, 0)) == (127, 127, 127)
+    cmyk = Image.new("CMYK", (20, 20), (0, 255, 255, 0))  # red in CMYK
+    assert to_rgb(cmyk).getpixel((0, 0)) == (255, 0, 0)
+    assert to_rgb(Image.new("L", (20, 20), 7)).getpixel((0, 0)) == (7, 7, 7)
+
+
+def test_exif_rotation_is_applied():
+    im = Image.new("RGB", (40, 20), (0, 0, 0))
+    im.paste((255, 255, 255), (0, 0, 20, 20))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", exif=exif, quality=95)
+    upright = to_rgb(Image.open(buf))
+    assert upright.size == (20, 40)
+    assert sum(upright.getpixel((10, 5))) > 600 and sum(upright.getpixel((10, 35))) < 100  # white on top
+
+
+def test_modes_are_accepted_with_notes_and_odd_files_warned(tmp_path):
+    d = example(tmp_path)
+    Image.open(d / "00.png").convert("RGBA").save(d / "00.png")
+    Image.open(d / "01.png").convert("L").save(d / "01.png")
+    Image.open(d / "02.png").convert("RGB").save(d / "02.png", format="JPEG")  # a .png holding JPEG
+    (d / "notes.md").write_text("not an image")
+    (d / "99.txt").write_text("zqx toy, a caption without an image")
+    concepts, report = check_concepts([str(d)])
+    assert not report.problems, report.problems
+    assert concepts[0].n_images == 6
+    notes, warnings = "\n".join(report.notes), "\n".join(report.warnings)
+    assert "00.png: RGBA image -> RGB (alpha composited on white)" in notes
+    assert "01.png: L image -> RGB" in notes
+    assert "02.png: holds JPEG data under a .png name" in warnings
+    assert "notes.md: ignored" in warnings and "99.txt: caption without an image" in warnings
+
+
+def test_duplicates_symlinks_aspect_and_reserved_names(tmp_path):
+    d = example(tmp_path)
+    Image.open(d / "00.png").save(d / "06.png")  # same pixels, another file
+    (d / "06.txt").write_text("zqx toy, again")
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(outside)
+    (d / "07.png").symlink_to(outside)
+    (d / "07.txt").write_text("zqx toy, linked")
+    Image.new("RGB", (200, 40), (9, 9, 9)).save(d / "08.png")
+    (d / "08.txt").write_text("zqx toy, wide")
+    _, report = check_concepts([str(d)])
+    problems = "\n".join(report.problems)
+    assert "06.png: same pixels as" in problems and "00.png" in problems
+    assert "07.png: symlink leads outside the concept folder" in problems
+    assert len(report.problems) == 2, problems
+    assert any("08.png: aspect ratio 5.0:1" in w for w in report.warnings)
+    (d / "concept.yaml").write_text("name: con\ncategory: object\ntrigger: zqx\nclass_word: toy\n")
+    _, report = check_concepts([str(d)])
+    assert any("device name" in p for p in report.problems)
+
+
+def test_two_concepts_with_one_trigger_are_refused(tmp_path):
+    a, b = example(tmp_path, "a"), example(tmp_path, "b")
+    (b / "concept.yaml").write_text("name: other\ncategory: object\ntrigger: zqx\nclass_word: toy\n")
+    for p in b.glob("*.png"):  # different pixels, so only the trigger clashes
+        Image.open(p).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(p)
+    with pytest.raises(InputError, match="trigger 'zqx' is used by more than one concept"):
+        load_concepts([str(a), str(b)])

@@ -130,6 +130,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--size", type=int, default=64)
     b.set_defaults(func=_bench)
 
+    from .pretrain.cli import add_commands  # `pretrain` and `check` (lycobench/world/pretrain/)
+
+    add_commands(sub)
     return p
 
 

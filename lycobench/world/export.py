@@ -103,3 +103,38 @@ def contact_sheet(root: Path | str, out: Path | str, per_row: int = 12, scale: i
     out = Path(out)
     sheet.save(out)
     return out
+
+
+def exported(name: str, size: int = 64) -> Path:
+    """The concept folder of world concept ``name``, exported once into a content-addressed cache.
+
+    The cache key covers the concept's YAML and the world's code, so an edited concept or renderer gives a
+    new folder; training reads only the folder form, as for a user's concept.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    from ..config import CONCEPTS_DIR, PROJECT_ROOT
+
+    concepts = load_concepts()
+    if name not in concepts:
+        raise KeyError(f"unknown world concept {name!r}; known: {', '.join(concepts)}")
+    h = hashlib.sha256((CONCEPTS_DIR / "world" / f"{name}.yaml").read_bytes())
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(src.read_bytes())
+    h.update(str(size).encode())
+    cache = PROJECT_ROOT / ".cache" / "world-concepts" / h.hexdigest()[:16]
+    folder = cache / name
+    if (folder / "concept.yaml").is_file():  # written last by export_concept
+        return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache))
+    export_concept(concepts[name], tmp, size)
+    try:
+        os.replace(tmp / name, folder)
+    except OSError:  # another process exported it first
+        if not (folder / "concept.yaml").is_file():
+            raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return folder

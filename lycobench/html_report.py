@@ -1,0 +1,348 @@
+"""report/index.html: one static page with the summary tables, the figures and the image grids.
+
+Every link is relative to report/ (figures and grids are files inside it, tables are CSV files beside
+it), so the page works wherever the sweep folder is copied or served. No script, no external asset.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+from .analysis import CATBOOST_PARAMS, CRITERIA, EXTRA, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em} h3{margin-top:1.4em}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px} th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f3f3f3;position:sticky;top:0} td.l,th.l{text-align:left} tr:nth-child(even) td{background:#fafafa}
+.box{border:1px solid #d33;background:#fff4f4;padding:.6em 1em;margin:1em 0}
+.note{color:#666;font-size:13px} .bad{color:#b00000;font-weight:600} .good{color:#126b12}
+.figs{display:flex;flex-wrap:wrap;gap:18px} figure{margin:0;max-width:100%} figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:12px;color:#444;max-width:720px} small{color:#777} nav a{margin-right:1em}
+.scroll{overflow-x:auto;max-height:600px;overflow-y:auto}
+"""
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e6:
+        return str(int(v))
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 1e-3) else f"{v:.{digits}f}"
+    return escape(str(v))
+
+
+def _ci(mean, lo, hi) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if lo == hi:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} <small>[{lo:.2f}, {hi:.2f}]</small>"
+
+
+def table(df: pd.DataFrame, left: tuple[str, ...] = (), raw_html: tuple[str, ...] = ()) -> str:
+    """A plain HTML table; columns in ``raw_html`` hold markup already, every other value is escaped."""
+    if df.empty:
+        return "<p class='note'>(empty)</p>"
+    head = "".join(f"<th class='{'l' if c in left else ''}'>{escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, row):
+            text = str(v) if c in raw_html else _fmt(v)
+            cells.append(f"<td class='{'l' if c in left else ''}'>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
+
+
+def anchor(*parts) -> str:
+    return "-".join("".join(ch if ch.isalnum() else "_" for ch in str(p)) for p in parts)
+
+
+def _label(r) -> str:
+    return f"{r['metric']}({r['prompt_type']})"
+
+
+def render(
+    sweep: str, finished: list[dict], unfinished: list[dict], result: dict | None, notes: list[str]
+) -> str:
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>lycobench report: {escape(sweep)}</title><style>{CSS}</style></head><body>",
+        f"<h1>lycobench report: {escape(sweep)}</h1>",
+        f"<p>{len(finished)} run(s) finished, {len(unfinished)} not finished. Scores are the paper's rank "
+        "normalisation: per leaf and metric column among all checkpoints of the sweep, 1 = best, 0 = worst; "
+        "the base model is shown at the place it would take as one more checkpoint. Brackets: 95% bootstrap "
+        "CI over training seeds.</p>",
+    ]
+    if unfinished:
+        rows = pd.DataFrame(
+            [{k: u[k] for k in ("cell", "seed", "status", "cause", "error")} for u in unfinished]
+        )
+        parts.append(
+            "<div class='box'><b>Runs not finished</b> (left out of every number below):"
+            + table(rows, left=("cell", "status", "cause", "error"))
+            + "</div>"
+        )
+    if result is None:
+        parts.append("<p>No finished run yet: nothing to analyse.</p></body></html>\n")
+        return "".join(parts)
+    skipped = result["skipped"]
+    if notes or skipped:
+        items = [f"<li>{escape(n)}</li>" for n in notes]
+        items += [f"<li>{escape(s)}: {escape(t)}: {escape(w)}</li>" for s, t, w in skipped]
+        parts.append(
+            f"<details><summary>Notes ({len(items)})</summary><ul class='note'>{''.join(items)}</ul></details>"
+        )
+    sections = [
+        ("ranking", "Ranking of algorithms", _ranking(result)),
+        ("configs", "Configurations", _configs(result)),
+        ("summary", "Scores per category", _summary(result)),
+        ("best", "Best checkpoints and overfitting alarms", _best(result)),
+        ("paired", "Paired comparisons", _paired(result)),
+        ("shap", "CatBoost + SHAP", _shap(result)),
+        ("scatter", "Scatter panels", _figs(result, "Scatter panels")),
+        ("pareto", "Pareto fronts", _figs(result, "Pareto fronts")),
+        ("curves", "Metric curves over checkpoints", _figs(result, "Metric curves")),
+        ("corr", "Correlations", _figs(result, "Correlations")),
+        ("grids", "Image grids", _grids(result)),
+        ("files", "Files", _files()),
+    ]
+    parts.append("<nav>" + "".join(f"<a href='#{a}'>{escape(t)}</a>" for a, t, _ in sections) + "</nav>")
+    for a, t, body in sections:
+        parts.append(f"<h2 id='{a}'>{escape(t)}</h2>{body}")
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+def _ranking(result: dict) -> str:
+    t = result["table1"]
+    if t.empty:
+        return "<p class='note'>No criterion metric was measured.</p>"
+    crits = [c for c in CRITERIA if c in set(t["criterion"])]
+    cells = sorted(t["cell"].unique())
+    rows = []
+    for crit in crits:
+        row = {"criterion": crit}
+        for cell in cells:
+            r = t[(t["criterion"] == crit) & (t["cell"] == cell)]
+            row[cell] = (
+                "–"
+                if r.empty
+                else f"<b>{r['rank'].iloc[0]:g}</b> <small>{_ci(*r[['score', 'lo', 'hi']].iloc[0])}</small>"
+            )
+        rows.append(row)
+    desc = "; ".join(
+        f"{k}: {', '.join(f'{m}({p})' for m, p in v)}"
+        for k, v in result["criteria_def"].items()
+        if k in crits
+    )
+    return (
+        "<p>The paper's Table 1: each algorithm's default (and native fine-tuning at its other learning rates), "
+        "ranked per criterion, higher = better, from the normalised score averaged over categories, seeds and "
+        f"checkpoints (shown small, with its CI). Criteria: {escape(desc)}.</p>"
+        + table(pd.DataFrame(rows), left=("criterion",), raw_html=tuple(cells))
+    )
+
+
+def _configs(result: dict) -> str:
+    c = result["configs"].copy()
+    c["cell"] = [f"<a id='cfg-{anchor(x)}'></a>{escape(x)}" for x in c["cell"]]
+    extras = [x for x in c.columns if x.startswith(EXTRA)]
+    c = c.rename(columns={x: x.removeprefix(EXTRA) for x in extras})
+    extras = [x.removeprefix(EXTRA) for x in extras]
+    cols = ["cell", "algo", "target", "dim", "alpha", "factor", "lr", *extras, "is_default", "varied"]
+    cols += ["capacity_level", "lr_level", "in_shap_fit", "exclude_reason"]
+    return (
+        "<p>Factor levels for the SHAP model follow the paper (section 7): capacity 1 = the algorithm's default, "
+        "2, 3... = larger; native fine-tuning one level above all (then folded into the algorithm); LR level 2 = "
+        "the default lr, 1 / 3 = lower / higher.</p>"
+        + table(c[cols], left=("cell", "algo", "target", "varied", "exclude_reason"), raw_html=("cell",))
+    )
+
+
+def _headline(result: dict) -> set[tuple[str, str]]:
+    """The paper's plotted metric columns: the criteria and the scatter pairs."""
+    cols = {c for v in result["criteria_def"].values() for c in v}
+    return cols | {c for pair in scatter_pairs_for(result["scores"]) for c in pair}
+
+
+def _wide(g: pd.DataFrame, link: str) -> pd.DataFrame:
+    """Configuration x epoch rows, one column per metric column: score [CI] and the raw mean."""
+    g = g.copy()
+    g["column"] = g["metric"] + "(" + g["prompt_type"] + ")"
+    several = g.groupby(["metric", "prompt_type"])[["encoder", "level"]].transform("nunique").max(axis=1) > 1
+    g.loc[several, "column"] += "[" + g["encoder"] + "," + g["level"] + "]"
+    g["cellv"] = [
+        f"{_ci(sc, lo, hi)}<br><small>raw {_fmt(rw, 4)}</small>"
+        for sc, lo, hi, rw in zip(g["score"], g["score_lo"], g["score_hi"], g["raw"])
+    ]
+    wide = g.pivot_table(index=["cell", "epoch"], columns="column", values="cellv", aggfunc="first")
+    wide = wide.reset_index().fillna("–")  # a column the base model (or a configuration) lacks
+    wide.columns.name = None
+    wide["epoch"] = wide["epoch"].map(lambda e: f"{e:g}")
+    wide["cell"] = [
+        f"<a href='#grids-{anchor(link)}'>{escape(c)}</a>" if c != "base" else "<b>base model</b>"
+        for c in wide["cell"]
+    ]
+    return wide
+
+
+def _summary(result: dict) -> str:
+    s = result["summary"]
+    s = s[s["scope"].isin(["category", "all"])]
+    head = _headline(result)
+    is_head = np.array([(m, p) in head for m, p in zip(s["metric"], s["prompt_type"])], dtype=bool)
+    out = []
+    for group in sorted(s["group"].unique(), key=lambda g: (g == "all", g)):
+        in_group = (s["group"] == group).to_numpy()
+        link = "all" if group == "all" else group
+        title = "all categories (mean over categories: a lycobench addition)" if group == "all" else group
+        out.append(f"<h3 id='summary-{anchor(group)}'>{escape(title)}</h3>")
+        main = s[in_group & is_head]
+        if len(main):
+            wide = _wide(main, link)
+            out.append(table(wide, left=("cell",), raw_html=tuple(wide.columns)))
+        rest = s[in_group]
+        n_cols = rest[["metric", "prompt_type", "encoder", "level"]].drop_duplicates().shape[0]
+        wide = _wide(rest, link)
+        out.append(
+            f"<details><summary>every metric column ({n_cols})</summary>"
+            + table(wide, left=("cell",), raw_html=tuple(wide.columns))
+            + "</details>"
+        )
+    return (
+        "<p>Normalised score (mean over seeds, 95% bootstrap CI over seeds) and the raw metric (mean over "
+        "leaves and seeds) per configuration and checkpoint epoch, for the metric columns the paper plots; "
+        "every other column is one click away. A configuration's name links to its images. Full table: "
+        "<a href='summary_ci.csv'>summary_ci.csv</a>; every score and raw value per leaf, class, category and "
+        "checkpoint: <a href='scores.parquet'>scores.parquet</a>.</p>" + "".join(out)
+    )
+
+
+def _best(result: dict) -> str:
+    b, a = result["best"], result["alarms"]
+    parts = [
+        "<p>Best checkpoint: the epoch with the highest mean of the criteria's normalised scores (seed means); "
+        "and where each criterion peaks.</p>",
+        table(b, left=("group", "cell")),
+        "<p>Overfitting alarm: between two consecutive checkpoints, fidelity rises while controllability, "
+        f"diversity or preservation falls (each by more than {OVERFIT_TOL} on the normalised scale).</p>",
+        table(a, left=("group", "cell", "falling")) if len(a) else "<p class='good'>No alarm.</p>",
+    ]
+    return "".join(parts)
+
+
+def _paired(result: dict) -> str:
+    p = result["paired"]
+    if p.empty:
+        return "<p class='note'>No pair of configurations shares seeds and leaves.</p>"
+    wanted = {(m, t) for cols in result["criteria_def"].values() for m, t in cols}
+    keep = np.array([(m, t) in wanted for m, t in zip(p["metric"], p["prompt_type"])], dtype=bool)
+    q = p[p["epoch"].isna().to_numpy() & keep].copy()
+    q["column"] = [_label(r) for r in q.to_dict("records")]
+    q["mean diff [CI]"] = [_ci(m, lo, hi) for m, lo, hi in zip(q["mean_diff"], q["ci_lo"], q["ci_hi"])]
+    cols = ["a", "b", "kind", "column", "mean diff [CI]", "d_z", "win_rate", "raw_diff", "n_units", "n_seeds"]
+    return (
+        "<p>a vs b on the same leaves, prompts, generation seeds and training seeds, pooled over checkpoints; "
+        "the difference is in normalised score (positive: a better). d_z = mean / sd of the paired "
+        "differences; win rate = share of units where a is better. Criterion metrics only here; every metric "
+        "and every epoch: <a href='paired.csv'>paired.csv</a>.</p>"
+        + table(q[cols], left=("a", "b", "kind", "column"), raw_html=("mean diff [CI]",))
+    )
+
+
+def _shap(result: dict) -> str:
+    t = result.get("shap")
+    parts = [
+        f"<p>One CatBoostRegressor ({CATBOOST_PARAMS['iterations']} iterations, lr {CATBOOST_PARAMS['learning_rate']}, "
+        f"seed {CATBOOST_PARAMS['random_seed']}) per category and metric column on the "
+        "normalised category scores of every checkpoint in the fit set, with the paper's five features; "
+        "R² is cross-validated with folds grouped by training seed. A model whose cross-validated R² is "
+        f"below {R2_RELIABLE} explains too little: its attributions are marked unreliable. "
+        "<a href='shap/summary.csv'>shap/summary.csv</a></p>"
+    ]
+    if t is not None and len(t):
+        v = t.copy()
+        v["column"] = [_label(r) for r in v.to_dict("records")]
+        v["reliable"] = [
+            "<span class='good'>yes</span>" if r else "<span class='bad'>no</span>" for r in v["reliable"]
+        ]
+        cols = ["category", "column", "n_rows", "r2_cv", "r2_train", "n_folds", "reliable", "note"]
+        parts.append(table(v[cols], left=("category", "column", "note"), raw_html=("reliable",)))
+    parts.append(_figs(result, "SHAP"))
+    return "".join(parts)
+
+
+def _figs(result: dict, section: str) -> str:
+    figs = [f for f in result["figures"] if f[0] == section]
+    skipped = [s for s in result["skipped"] if s[0] == section]
+    parts = []
+    if figs:
+        parts.append("<div class='figs'>")
+        for _, title, path, caption, note in figs:
+            cap = escape(title) + (f"<br>{escape(caption)}" if caption else "")
+            if note:
+                cap += f"<br><span class='{'bad' if 'unreliable' in note else 'note'}'>{escape(note)}</span>"
+            parts.append(
+                f"<figure><a href='{escape(path)}'><img src='{escape(path)}' alt='{escape(title)}' loading='lazy'></a><figcaption>{cap}</figcaption></figure>"
+            )
+        parts.append("</div>")
+    for _, title, why in skipped:
+        parts.append(f"<p class='note'>Skipped {escape(title)}: {escape(why)}</p>")
+    if not figs and not skipped:
+        parts.append("<p class='note'>Nothing to show.</p>")
+    return "".join(parts)
+
+
+def _grids(result: dict) -> str:
+    grids = result.get("grids") or []
+    if not grids:
+        return "<p class='note'>No images found.</p>"
+    cats = result["scores"].query("scope == 'leaf'").drop_duplicates("leaf").set_index("leaf")["category"]
+    parts = [
+        "<p>Rows: the base model, then each configuration (its first finished training seed); columns: "
+        "checkpoints; each cell shows the first images of the prompt file, with the same prompts and "
+        "generation seeds in every cell (listed under each grid). Click a grid for full size.</p>"
+    ]
+    by_cat: dict[str, list[dict]] = {}
+    for g in grids:
+        by_cat.setdefault(cats.get(g["leaf"], "unknown"), []).append(g)
+    parts.append("<a id='grids-all'></a>")
+    for cat in sorted(by_cat):
+        parts.append(f"<h3 id='grids-{anchor(cat)}'>{escape(cat)}</h3>")
+        for g in by_cat[cat]:
+            prompts = "; ".join(f"#{p['index']} seed {p['seed']}: {p['prompt']}" for p in g["prompts"])
+            parts.append(
+                f"<figure id='grid-{anchor(g['leaf'], g['prompt_type'])}'><a href='{escape(g['path'])}'>"
+                f"<img src='{escape(g['path'])}' alt='{escape(g['leaf'])} {escape(g['prompt_type'])}' loading='lazy'></a>"
+                f"<figcaption><b>{escape(g['leaf'])}</b>, {escape(g['prompt_type'])} prompts. {escape(prompts)}</figcaption></figure>"
+            )
+    return "".join(parts)
+
+
+def _files() -> str:
+    files = [
+        ("scores.parquet", "every normalised score and raw value: leaf, class, category and all scopes"),
+        ("summary_ci.csv", "means over seeds with bootstrap CIs"),
+        ("configs.csv", "configurations, defaults, factor levels, SHAP fit set"),
+        ("criteria.csv", "criterion scores per checkpoint"),
+        ("table1.csv", "the Table-1 ranking"),
+        ("paired.csv", "paired comparisons, every metric and epoch"),
+        ("best_checkpoints.csv", "best checkpoint per configuration"),
+        ("overfitting.csv", "overfitting alarms"),
+        ("pareto.csv", "Pareto front members"),
+        ("correlations.csv", "correlation matrix of normalised scores"),
+        ("shap/summary.csv", "SHAP model fit quality and mean |SHAP| per feature"),
+        ("metrics.csv", "every raw metric row of every finished run"),
+        ("summary.csv", "raw metric means per configuration and step"),
+        ("failures.json", "runs not finished"),
+    ]
+    return "<ul>" + "".join(f"<li><a href='{f}'>{f}</a>: {escape(d)}</li>" for f, d in files) + "</ul>"

@@ -1,0 +1,8 @@
+"""Pretraining of the embedded world's models: a tiny Stable Diffusion and two metric encoders.
+
+- ``data``: renders and captions of the base world (never a concept, never a held-out colour-shape pair)
+- ``vae``, ``generator``: the autoencoder, then the UNet and its text encoder; ``run`` ties them into
+  ``python -m lycobench world pretrain`` and writes the shipped diffusers folder
+- ``clip_model``, ``dino``: the world CLIP (image-text, contrastive) and a self-supervised image encoder
+- ``check``: ``python -m lycobench world check``, the quality measurement
+"""

@@ -1,0 +1,236 @@
+"""``python -m lycobench world check``: measure the world's base model, its fine-tunability and encoders.
+
+- base: oracle-judged accuracy of base-model samples for prompts pretraining never showed (captions of
+  scenes from a seed stream pretraining does not use), per attribute; ``heldout_combos``: single objects
+  in a held-out colour-shape pair, right when both shape and colour are read back
+- concepts: the oracle's detection rate of a concept in images for its trigger prompt, on the base model
+  and after a LoRA fine-tune with the benchmark's own training code (conf/adapter/lora.yaml defaults)
+- clip_retrieval_at_10 and dino_knn_accuracy of the shipped encoders (``measure.py``)
+Writes JSON and, beside it, a PNG grid of base samples with their prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..captions import POSITION_PHRASES, caption
+from ..concepts import load_concepts
+from ..scenes import Scene, labels, sample_scenes
+
+CHECK_SEED = 31_337  # prompt scenes: pretraining draws its scenes from seeds 0 and 1_000_003
+SAMPLER = {"sampler": "dpmpp", "steps": 20, "guidance_scale": 4.0}
+IMAGE_SEED = 1000
+TRAIN_GROUP = "scaled"  # the world's training recipe (conf/train/scaled.yaml)
+
+
+def load_pipe(folder: Path):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(folder), safety_checker=None, requires_safety_checker=False, local_files_only=True,
+        torch_dtype=torch.float32,
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def sample(pipe, prompts: list[str], seed: int = IMAGE_SEED, batch: int = 32) -> np.ndarray:
+    """uint8 [N,32,32,3]; image i uses seed ``seed + i`` (as the benchmark's prompt files do)."""
+    from ...generate import configure_sampler
+
+    configure_sampler(pipe, SAMPLER["sampler"])
+    out = []
+    for s in range(0, len(prompts), batch):
+        chunk = prompts[s : s + batch]
+        images = pipe(
+            prompt=chunk,
+            generator=[torch.Generator().manual_seed(seed + s + i) for i in range(len(chunk))],
+            num_inference_steps=SAMPLER["steps"],
+            guidance_scale=SAMPLER["guidance_scale"],
+            output_type="np",
+        ).images
+        out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out)
+
+
+def base_prompts(n: int, n_heldout: int) -> tuple[list[Scene], list[str], list[bool]]:
+    """(scenes, captions, is_heldout): n ordinary scenes, then n_heldout single objects in held-out pairs."""
+    rng = np.random.default_rng(CHECK_SEED)
+    scenes = sample_scenes(n, CHECK_SEED) + sample_scenes(
+        n_heldout, CHECK_SEED + 1, heldout=True, p_counts=(1.0, 0.0, 0.0)
+    )
+    return scenes, [caption(s, rng) for s in scenes], [False] * n + [True] * n_heldout
+
+
+def score_base(pred: dict, scenes: list[Scene], prompts: list[str], heldout: list[bool]) -> dict[str, float]:
+    """Per-attribute accuracy; size and position only where the prompt names them."""
+    keys = {"shape": "shapes", "color": "colours", "background": "bg_colour", "pattern": "pattern",
+            "count": "count", "style": "style", "size": "size", "position": "position"}  # fmt: skip
+    hits: dict[str, list[bool]] = {k: [] for k in [*keys, "heldout_combos"]}
+    for i, (scene, prompt, held) in enumerate(zip(scenes, prompts, heldout)):
+        truth = labels(scene)
+        if held:
+            hits["heldout_combos"].append(
+                pred["shapes"][i] == truth["shapes"] and pred["colours"][i] == truth["colours"]
+            )
+            continue
+        for name, head in keys.items():
+            t = truth[head]
+            if t is None:
+                continue
+            if name == "size" and f"{t} " not in prompt:
+                continue
+            if name == "position" and POSITION_PHRASES[t] not in prompt:
+                continue
+            hits[name].append(pred[head][i] == (t if head != "count" else int(t)))
+    return {k: round(float(np.mean(v)), 4) for k, v in hits.items() if v}
+
+
+def grid_png(images: np.ndarray, prompts: list[str], path: Path, scale: int = 3, rows: int = 24) -> Path:
+    """Images (upscaled) in a column with their prompts beside them, several columns."""
+    from PIL import Image, ImageDraw
+
+    n = min(len(images), rows * 2)
+    side, text_w = images.shape[1] * scale, 420
+    cols = (n + rows - 1) // rows
+    sheet = Image.new("RGB", (cols * (side + text_w), min(n, rows) * (side + 4)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i in range(n):
+        x, y = (i // rows) * (side + text_w), (i % rows) * (side + 4)
+        sheet.paste(Image.fromarray(images[i]).resize((side, side), Image.NEAREST), (x, y))
+        draw.text((x + side + 6, y + side // 2 - 6), prompts[i][:70], fill="black")
+    sheet.save(path)
+    return path
+
+
+def pick_concepts(fast: bool) -> list[str]:
+    """The first concept of each category (one in fast mode)."""
+    seen: dict[str, str] = {}
+    for name, c in load_concepts().items():
+        seen.setdefault(c.category, name)
+    names = [seen[k] for k in sorted(seen)]
+    return names[:1] if fast else names
+
+
+def detection_rate(oracle, images: np.ndarray, concept: str) -> float:
+    return round(float(np.mean([c == concept for c in oracle.predict(images)["concept"]])), 4)
+
+
+def trigger_prompts(concept, per_leaf: int) -> list[str]:
+    """The benchmark's trigger prompt (the descriptor) of every leaf, ``per_leaf`` images each."""
+    return [concept.descriptor(leaf) for leaf in concept.leaves for _ in range(per_leaf)]
+
+
+def fine_tune(model_folder: Path, name: str, work: Path, fast: bool) -> Path:
+    """A LoRA on one exported world concept with lycobench.train's ``train`` (adapter=lora defaults)."""
+    from ... import data as lb_data
+    from ...config import compose
+    from ...models import model_identity
+    from ...store import content_key
+    from ...train import train
+    from ..export import export
+
+    folder = export(work / "concepts", [name])[0]
+    overrides = [
+        "model=world",
+        f"model.path={model_folder}",
+        "adapter=lora",
+        "target=attn-mlp",
+        f"train={TRAIN_GROUP}",
+    ]
+    if fast:
+        overrides += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
+    cfg = compose(overrides)
+    saved = train(
+        cfg, lb_data.load_concepts([str(folder)]), lambda step: work / f"{name}-{step}.safetensors",
+        work / f"{name}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
+    )  # fmt: skip
+    return saved[max(saved)], cfg
+
+
+def concept_scores(
+    model_folder: Path, oracle, names: list[str], per_leaf: int, work: Path, fast: bool
+) -> dict:
+    from omegaconf import OmegaConf
+
+    from ... import adapters
+
+    concepts = load_concepts()
+    base = load_pipe(model_folder)
+    out = {}
+    for name in names:
+        c = concepts[name]
+        prompts = trigger_prompts(c, per_leaf)
+        rate_base = detection_rate(oracle, sample(base, prompts), name)
+        t0 = time.time()
+        ckpt, cfg = fine_tune(model_folder, name, work, fast)
+        pipe = load_pipe(model_folder)
+        adapters.load(
+            pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
+        )
+        rate_tuned = detection_rate(oracle, sample(pipe, prompts), name)
+        out[name] = {"category": c.category, "base": rate_base, "tuned": rate_tuned,
+                     "prompts": sorted(set(prompts)), "images": len(prompts), "train_s": round(time.time() - t0)}  # fmt: skip
+    return out
+
+
+PARTS = ("base", "concepts", "encoders")
+
+
+def run_check(
+    out: Path,
+    model_folder: Path | None = None,
+    fast: bool = False,
+    threads: int = 2,
+    oracle_path: Path | None = None,
+    parts: tuple[str, ...] = PARTS,
+) -> dict:
+    """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
+    Parts are independent: separate processes may measure them and their JSON objects be merged."""
+    from ...models import world_folder
+    from ..encoders import load_world_clip, load_world_dino
+    from ..oracle import Oracle
+    from .measure import clip_retrieval_at_10, dino_knn_accuracy
+
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    t0 = time.time()
+    needs_model = bool({"base", "concepts"} & set(parts))
+    folder = world_folder(str(model_folder) if model_folder else None) if needs_model else None
+    oracle = Oracle.load(oracle_path) if oracle_path else Oracle.load()
+    n, n_held = (8, 4) if fast else (200, 48)
+    result: dict = {}
+    if "base" in parts:
+        scenes, prompts, held = base_prompts(n, n_held)
+        images = sample(load_pipe(folder), prompts)
+        result["base"] = score_base(oracle.predict(images), scenes, prompts, held)
+    if "concepts" in parts:
+        with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
+            names = pick_concepts(fast)
+            result["concepts"] = concept_scores(folder, oracle, names, 2 if fast else 16, Path(tmp), fast)
+    if "encoders" in parts:
+        result["clip_retrieval_at_10"] = round(
+            clip_retrieval_at_10(load_world_clip(), n=40 if fast else 500), 4
+        )
+        result["dino_knn_accuracy"] = round(
+            dino_knn_accuracy(load_world_dino(), per_concept=3 if fast else 20), 4
+        )
+    result["settings"] = {"model": str(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
+                          "train": TRAIN_GROUP, "fast": fast, "parts": list(parts),
+                          "seconds": round(time.time() - t0)}  # fmt: skip
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_file = out.with_name(out.name + ".tmp")
+    tmp_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_file, out)
+    if "base" in parts:
+        grid_png(images, prompts, out.with_suffix(".png"))
+    return result

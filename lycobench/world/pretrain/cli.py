@@ -1,0 +1,88 @@
+"""The ``world pretrain`` and ``world check`` subcommands (registered by ``lycobench/world/cli.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .run import SHIPPED, pretrain
+
+    if args.what in ("all", "generator"):
+        folder = pretrain(
+            Path(args.out or SHIPPED), args.work, minutes=args.minutes, seed=args.seed, threads=args.threads,
+            vae_steps=args.vae_steps, unet_steps=args.unet_steps, decoder_steps=args.decoder_steps,
+            images=args.images,
+        )  # fmt: skip
+        print(f"wrote {folder}; measure it with `python -m lycobench world check --out FILE`")
+    if args.what in ("all", "encoders"):
+        from ..encoders import CLIP_DIR, DINO_DIR
+        from .encoders_run import train_encoders
+
+        out = Path(args.encoders_out) if args.encoders_out else None
+        quality = train_encoders(
+            out / "clip" if out else CLIP_DIR, out / "dino" if out else DINO_DIR, seed=args.seed,
+            threads=args.threads, scale=args.minutes / 50,
+        )  # fmt: skip
+        print(json.dumps(quality))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import run_check
+
+    result = run_check(
+        Path(args.out),
+        args.model,
+        fast=args.fast,
+        threads=args.threads,
+        oracle_path=args.oracle,
+        parts=tuple(args.parts),
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add ``pretrain`` and ``check`` to the ``world`` subparsers."""
+    p = sub.add_parser("pretrain", help="train the world's tiny Stable Diffusion and/or its metric encoders")
+    p.add_argument(
+        "--minutes", type=float, default=50, help="budget on 2 free cores; scales step counts (default 50)"
+    )
+    p.add_argument(
+        "--out", help="diffusers folder to write (default: the shipped lycobench/world/weights/base)"
+    )
+    p.add_argument(
+        "--work", help="log, VAE and snapshots (default: lycobench-world-pretrain in the temp dir)"
+    )
+    p.add_argument("--what", choices=["all", "generator", "encoders"], default="all")
+    p.add_argument("--encoders-out", help="folder for clip/ and dino/ (default: lycobench/world/weights/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a crowded machine)")
+    p.add_argument("--vae-steps", type=int, help="override the VAE step count")
+    p.add_argument("--unet-steps", type=int, help="override the UNet step count")
+    p.add_argument(
+        "--decoder-steps", type=int, help="override the VAE-decoder fine-tune step count (0: none)"
+    )
+    p.add_argument("--images", type=int, default=30_000, help="training renders (default 30000)")
+    p.set_defaults(func=_pretrain)
+
+    c = sub.add_parser("check", help="measure the world base model, LoRA fine-tunes and the world encoders")
+    c.add_argument("--out", required=True, help="JSON file; a PNG grid of base samples goes beside it")
+    c.add_argument("--model", help="diffusers folder (default: the shipped base model)")
+    c.add_argument("--fast", action="store_true", help="a few prompts, one concept, one epoch (a smoke test)")
+    c.add_argument(
+        "--oracle", help="oracle weights (default: the shipped lycobench/world/weights/oracle.safetensors)"
+    )
+    c.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["base", "concepts", "encoders"],
+        default=["base", "concepts", "encoders"],
+        help="what to measure (default all; parts may run in separate processes)",
+    )
+    c.add_argument("--threads", type=int, default=2)
+    c.set_defaults(func=_check)

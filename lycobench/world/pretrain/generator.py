@@ -1,0 +1,158 @@
+"""The world's UNet and text encoder, trained jointly from scratch on cached VAE latents.
+
+Recipe B of the notes, on 8-channel latents: a 7 M-parameter UNet with cross-attention at every level and a
+3-layer, 128-d ``CLIPTextModel`` whose token embedding stays frozen at its seeded random initialisation (the
+49,408-row table is most of its weights; freezing it keeps words the world never uses -- trigger words --
+as untrained random vectors, so concepts start from nothing). Epsilon prediction, min-SNR-5 weighting,
+10% caption dropout (for classifier-free guidance), gradient clipping, EMA weights for sampling.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ...models import SCHEDULER_KW
+from .data import WorldData
+
+TEXT_CONFIG = dict(
+    vocab_size=49408,
+    hidden_size=128,
+    intermediate_size=512,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    max_position_embeddings=77,
+    bos_token_id=49406,
+    eos_token_id=49407,
+    pad_token_id=49407,
+)
+UNET_CONFIG = dict(
+    sample_size=8,
+    in_channels=8,
+    out_channels=8,
+    block_out_channels=(64, 128, 128),
+    layers_per_block=1,
+    down_block_types=("CrossAttnDownBlock2D",) * 3,
+    up_block_types=("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=128,
+    attention_head_dim=(2, 4, 4),  # diffusers reads this as the number of heads: 32-d heads
+    norm_num_groups=32,
+)
+MIN_SNR = 5.0
+CAPTION_DROPOUT = 0.1
+EMA = 0.998
+
+
+def build(seed: int):
+    """Seeded UNet, text encoder and noise scheduler (SD 1.5's classes and schedule)."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    torch.manual_seed(seed + 1)
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    return unet, text_encoder, DDIMScheduler(**SCHEDULER_KW)
+
+
+def token_embedding(text_encoder) -> torch.nn.Embedding:
+    return text_encoder.get_input_embeddings()
+
+
+def lr_lambda(steps: int, warmup: int = 200) -> Callable[[int], float]:
+    """Linear warm-up, then cosine decay to 10% at the end of the run."""
+
+    def f(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup))))
+
+    return f
+
+
+class Trainer:
+    """Joint UNet + text-encoder training; ``run`` calls ``snapshot(step, unet_ema, te_ema)`` periodically."""
+
+    def __init__(
+        self, data: WorldData, latents: torch.Tensor, tokenizer, seed: int, batch: int = 32, lr: float = 1e-3
+    ):
+        self.data, self.latents, self.tokenizer = data, latents, tokenizer
+        self.batch, self.lr, self.seed = batch, lr, seed
+        self.unet, self.text_encoder, self.scheduler = build(seed)
+        token_embedding(self.text_encoder).weight.requires_grad_(False)
+        self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.te_ema = copy.deepcopy(self.text_encoder).requires_grad_(False).eval()
+        self.params = [p for m in (self.unet, self.text_encoder) for p in m.parameters() if p.requires_grad]
+        self.alphas = self.scheduler.alphas_cumprod.float()
+        self.empty = self.tokenize([""])
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=77, return_tensors="pt"
+        ).input_ids
+
+    def loss(self, idx: np.ndarray, gen: torch.Generator, rng: np.random.Generator) -> torch.Tensor:
+        texts = self.data.captions(idx.tolist(), rng)
+        texts = ["" if rng.random() < CAPTION_DROPOUT else t for t in texts]
+        cond = self.text_encoder(self.tokenize(texts))[0]
+        x0 = self.latents[idx]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, len(self.alphas), (len(idx),), generator=gen)
+        a = self.alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = self.unet(noisy, t, encoder_hidden_states=cond).sample
+        snr = (a / (1 - a)).view(-1)
+        weight = snr.clamp(max=MIN_SNR) / snr  # min-SNR-gamma for epsilon prediction
+        per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        return (weight * per).mean()
+
+    @torch.no_grad()
+    def _ema_update(self) -> None:
+        for ema, live in ((self.unet_ema, self.unet), (self.te_ema, self.text_encoder)):
+            for pe, pl in zip(ema.parameters(), live.parameters()):
+                pe.lerp_(pl, 1 - EMA)
+
+    def train(
+        self,
+        steps: int,
+        log: Callable[[dict], None] | None = None,
+        snapshot: Callable[[int], None] | None = None,
+        snapshot_every: int = 500,
+    ) -> None:
+        gen = torch.Generator().manual_seed(self.seed + 7)
+        rng = np.random.default_rng(self.seed + 11)
+        opt = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps))
+        self.unet.train()
+        self.text_encoder.train()
+        t0, smooth = time.time(), None
+        for step in range(steps):
+            idx = torch.randint(0, len(self.latents), (self.batch,), generator=gen).numpy()
+            loss = self.loss(idx, gen, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+            opt.step()
+            sched.step()
+            self._ema_update()
+            smooth = float(loss) if smooth is None else 0.98 * smooth + 0.02 * float(loss)
+            if log is not None and (step % 50 == 0 or step == steps - 1):
+                log(
+                    {
+                        "stage": "unet",
+                        "step": step + 1,
+                        "of": steps,
+                        "loss": float(loss),
+                        "smooth": smooth,
+                        "lr": opt.param_groups[0]["lr"],
+                        "s": time.time() - t0,
+                    }
+                )
+            if snapshot is not None and ((step + 1) % snapshot_every == 0 or step == steps - 1):
+                snapshot(step + 1)

@@ -1,0 +1,192 @@
+"""``python -m lycobench world pretrain``: VAE, then UNet + text encoder, saved as a diffusers folder.
+
+Deterministic given the seed, the step counts and the thread count (float reductions depend on threads).
+Step counts, not wall time, define the run: ``--minutes`` scales the default step counts, which were sized
+for about 50 minutes on 2 free cores, so the same ``--minutes`` always gives the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ... import __version__
+from .. import vocab
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
+DEFAULT_MINUTES = 50
+# about 50 minutes on 2 free cores, estimated from the notes' step timings (see docs/world-model.md)
+DEFAULT_STEPS = {"vae": 1500, "unet": 7000, "decoder": 1000}
+WORK = Path(tempfile.gettempdir()) / "lycobench-world-pretrain"
+N_IMAGES = 30_000
+N_HOLDOUT = 512  # VAE check images: another seed stream
+
+
+def code_version() -> str:
+    """lycobench version + a hash of this subpackage's source (what produced the weights)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def steps_for(minutes: float) -> dict[str, int]:
+    scale = minutes / DEFAULT_MINUTES
+    return {k: max(20, int(round(v * scale))) for k, v in DEFAULT_STEPS.items()}
+
+
+def assemble(vae, unet, text_encoder):
+    """A ``StableDiffusionPipeline`` with SD 1.5's classes, the real CLIP tokenizer and SD's noise schedule."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from ...models import SCHEDULER_KW
+    from ...tokenizer import clip_tokenizer
+
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=DDIMScheduler(**SCHEDULER_KW),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_folder(pipe, folder: Path, manifest: dict) -> Path:
+    """Write the pipeline in fp16 safetensors (diffusers layout) + manifest.json, atomically."""
+    from ...tokenizer import save_tokenizer
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    pipe.to(torch.float32)
+    save_tokenizer(pipe.tokenizer, tmp / "tokenizer")
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def pretrain(
+    out: Path,
+    work: Path | None = None,
+    minutes: float = DEFAULT_MINUTES,
+    seed: int = 0,
+    threads: int = 2,
+    vae_steps: int | None = None,
+    unet_steps: int | None = None,
+    decoder_steps: int | None = None,
+    snapshot_every: int = 500,
+    batch: int = 32,
+    images: int | None = None,
+) -> Path:
+    """Train everything from scratch and write the diffusers folder ``out``.
+
+    Stages: VAE; UNet + text encoder on the VAE's latents; then the VAE decoder alone (encoder frozen, so
+    the latent space the UNet learned is unchanged). The log (``pretrain-log.jsonl``), the VAE and snapshots
+    of the EMA pipeline every ``snapshot_every`` steps go to ``work`` (default: a folder in the temp dir).
+    """
+    from ...tokenizer import clip_tokenizer
+    from .data import WorldData
+    from .generator import MIN_SNR, TEXT_CONFIG, UNET_CONFIG, Trainer
+    from .vae import KL_WEIGHT, VAE_CONFIG, encode, finetune_decoder, psnr, reconstruct, train_vae
+
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # denormal floats made one CPU run crawl (see the notes)
+    steps = steps_for(minutes)
+    steps["vae"] = vae_steps or steps["vae"]
+    steps["unet"] = unet_steps or steps["unet"]
+    steps["decoder"] = steps["decoder"] if decoder_steps is None else decoder_steps
+    out, work = Path(out), Path(work or WORK)
+    work.mkdir(parents=True, exist_ok=True)
+    log_file = (work / "pretrain-log.jsonl").open("a", encoding="utf-8")
+    t_start = time.time()
+
+    def log(row: dict) -> None:
+        row = {**row, "elapsed_s": round(time.time() - t_start, 1)}
+        log_file.write(json.dumps(row) + "\n")
+        log_file.flush()
+        print(
+            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True,
+        )
+
+    n_images = images or N_IMAGES
+    log({"stage": "data", "images": n_images, "seed": seed, "steps": json.dumps(steps)})
+    data = WorldData(n_images, seed)
+    holdout = WorldData(N_HOLDOUT, seed + 1_000_003).images
+    vae = train_vae(data.images, steps["vae"], seed, log=log)
+    vae_psnr = psnr(reconstruct(vae, holdout), holdout)
+    latents = encode(vae, data.images)
+    latent_std = float(latents.std())
+    vae.register_to_config(scaling_factor=1.0 / latent_std)
+    latents = latents / latent_std
+    log({"stage": "vae-done", "psnr_db": vae_psnr, "latent_std": latent_std})
+    torch.save({"vae": vae.state_dict(), "latent_std": latent_std}, work / "vae.pt")  # resumable stage
+
+    trainer = Trainer(data, latents, clip_tokenizer(), seed, batch=batch)
+    manifest = {
+        "model": "lycobench world base (tiny Stable Diffusion)",
+        "code_version": code_version(),
+        "seed": seed,
+        "data": {
+            "images": n_images,
+            "data_seed": seed,
+            "resolution": 32,
+            "heldout_pairs": vocab.HELDOUT_PAIRS,
+            "concepts": "none (base scenes only)",
+        },
+        "steps": steps,
+        "threads": threads,
+        "batch": batch,
+        "vae": {
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()},
+            "kl_weight": KL_WEIGHT,
+            "holdout_psnr_db": round(vae_psnr, 2),
+            "latent_std": latent_std,
+        },
+        "unet": {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()},
+        "text_encoder": TEXT_CONFIG | {"token_embedding": "frozen at seeded init", "trained": "jointly"},
+        "training": {
+            "lr": 1e-3,
+            "schedule": "warmup 200, cosine to 10%",
+            "prediction": "epsilon",
+            "min_snr": MIN_SNR,
+            "caption_dropout": 0.1,
+            "ema": 0.998,
+        },
+        "quality": None,
+    }
+
+    def snapshot(step: int) -> None:
+        pipe = assemble(vae, trainer.unet_ema, trainer.te_ema)
+        folder = save_folder(
+            pipe,
+            work / "snapshots" / f"step-{step:05d}",
+            manifest | {"snapshot_step": step, "wall_s": round(time.time() - t_start)},
+        )
+        log({"stage": "snapshot", "step": step, "folder": str(folder)})
+
+    trainer.train(steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every)
+    if steps["decoder"]:
+        vae = finetune_decoder(vae, data.images, steps["decoder"], seed, log=log)
+        manifest["vae"]["holdout_psnr_db_after_decoder"] = round(psnr(reconstruct(vae, holdout), holdout), 2)
+    manifest["wall_s"] = round(time.time() - t_start)
+    save_folder(assemble(vae, trainer.unet_ema, trainer.te_ema), out, manifest)
+    log({"stage": "done", "folder": str(out), "minutes": (time.time() - t_start) / 60})
+    return out

@@ -1,0 +1,372 @@
+"""The paper's analysis on hand-made tables: rank normalisation, aggregation, bootstrap, factor levels,
+paired comparisons, criteria, Pareto fronts and CatBoost + SHAP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lycobench import analysis as an
+
+
+def leaf_rows(values: dict, metric="image_similarity", leaf="a", base=None) -> pd.DataFrame:
+    """Leaf-level raw rows: one checkpoint per (cell, value); an optional base-model row."""
+    rows = [
+        dict(cell=c, seed=1, step=10, epoch=1.0, checkpoint=1, is_base=False, value=v)
+        for c, v in values.items()
+    ]
+    if base is not None:
+        rows.append(dict(cell="base", seed=pd.NA, step=0, epoch=0.0, checkpoint=0, is_base=True, value=base))
+    df = pd.DataFrame(rows)
+    return df.assign(
+        leaf=leaf,
+        concept=leaf.split(".")[0],
+        category="object",
+        metric=metric,
+        encoder="e",
+        level="set",
+        prompt_type="train",
+    )
+
+
+def test_rank_normalisation_matches_the_paper_by_hand():
+    hi = an.rank_normalise(leaf_rows({"x": 0.1, "y": 0.3, "z": 0.3}, base=0.2)).set_index("cell")["score"]
+    # ranks 1, 2.5, 2.5 among n = 3 -> (rank - 1) / (n - 1); the base beats one of three
+    assert hi.to_dict() == pytest.approx({"x": 0.0, "y": 0.75, "z": 0.75, "base": 1 / 3})
+    lo = an.rank_normalise(leaf_rows({"x": 0.1, "y": 0.3, "z": 0.3}, "squared_centroid_distance", base=0.3))
+    lo = lo.set_index("cell")["score"]  # lower is better: 0.1 is the best
+    assert lo.to_dict() == pytest.approx({"x": 1.0, "y": 0.25, "z": 0.25, "base": (0 + 2 / 2) / 3})
+
+
+def test_rank_normalisation_pools_per_leaf_and_keeps_unknown_metrics_raw():
+    df = pd.concat(
+        [
+            leaf_rows({"x": 1.0, "y": 2.0}, leaf="a"),
+            leaf_rows({"x": 9.0, "y": 3.0}, leaf="b"),
+            leaf_rows({"x": 1.0, "y": 2.0}, metric="not_a_registered_metric"),
+        ]
+    )
+    s = an.rank_normalise(df)
+    got = s[s["metric"] == "image_similarity"].set_index(["leaf", "cell"])["score"]
+    assert got.to_dict() == {("a", "x"): 0.0, ("a", "y"): 1.0, ("b", "x"): 1.0, ("b", "y"): 0.0}
+    unknown = s[s["metric"] == "not_a_registered_metric"]
+    assert unknown["score"].isna().all() and unknown["higher_is_better"].isna().all()
+
+
+def test_aggregation_averages_subclasses_then_classes_then_categories():
+    parts = [
+        leaf_rows({"x": 0.0, "y": 1.0}, leaf="hero.red").assign(category="character"),
+        leaf_rows({"x": 0.0, "y": 1.0}, leaf="hero.blue").assign(category="character"),
+        leaf_rows({"x": 1.0, "y": 0.0}, leaf="hero.cape").assign(category="character"),
+        leaf_rows({"x": 0.0, "y": 1.0}, leaf="robot").assign(category="character"),
+        leaf_rows({"x": 0.0, "y": 1.0}, leaf="tower").assign(category="scene"),
+    ]
+    s = an.aggregate(an.rank_normalise(pd.concat(parts, ignore_index=True)))
+    y = s[s["cell"] == "y"].set_index(["scope", "group"])["score"]
+    assert y[("class", "hero")] == pytest.approx(2 / 3)
+    # category = mean of classes (hero 2/3, robot 1), not of the four leaves (3/4)
+    assert y[("category", "character")] == pytest.approx((2 / 3 + 1) / 2)
+    assert y[("all", "all")] == pytest.approx(((2 / 3 + 1) / 2 + 1) / 2)
+    assert s.loc[(s["scope"] == "class") & (s["group"] == "hero"), "n_leaves"].eq(3).all()
+
+
+def test_cluster_bootstrap_is_deterministic_and_resamples_whole_seeds():
+    df = pd.DataFrame(
+        {"g": ["a"] * 6 + ["b"] * 2, "seed": [1, 1, 2, 2, 3, 3, 1, 2], "v": [0, 0, 1, 1, 2, 2, 5, 5]}
+    )
+    one = an.cluster_bootstrap(df, ["g"], "v")
+    two = an.cluster_bootstrap(df, ["g"], "v")
+    pd.testing.assert_frame_equal(one, two)
+    a = one.set_index("g").loc["a"]
+    assert a["mean"] == 1 and a["n_seeds"] == 3 and 0 <= a["lo"] < 1 < a["hi"] <= 2
+    b = one.set_index("g").loc["b"]
+    assert b["lo"] == b["hi"] == 5  # identical seeds: no spread
+    single = an.cluster_bootstrap(df[df["seed"] == 1], ["g"], "v").set_index("g")
+    assert (single["lo"] == single["mean"]).all() and (single["hi"] == single["mean"]).all()
+    # two seeds: the resampled means are a, b and (a + b) / 2, so the 95% interval is [a, b]
+    pair = an.cluster_bootstrap(pd.DataFrame({"g": "c", "seed": [1, 2], "v": [0.2, 0.6]}), ["g"], "v").iloc[0]
+    assert (pair["lo"], pair["mean"], pair["hi"]) == pytest.approx((0.2, 0.4, 0.6))
+
+
+def test_exact_bootstrap_agrees_with_monte_carlo():
+    rng = np.random.default_rng(1)
+    vals = np.array([0.1, 0.5, 0.55, 0.9])
+    exact = an.cluster_bootstrap(pd.DataFrame({"g": "x", "seed": range(4), "v": vals}), ["g"], "v").iloc[0]
+    means = vals[rng.integers(0, 4, (200_000, 4))].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    assert exact["lo"] == pytest.approx(lo, abs=0.02) and exact["hi"] == pytest.approx(hi, abs=0.02)
+    # more seeds than the exact enumeration handles: Monte Carlo, still deterministic
+    many = pd.DataFrame({"g": "y", "seed": range(12), "v": np.linspace(0, 1, 12)})
+    one, two = an.cluster_bootstrap(many, ["g"], "v"), an.cluster_bootstrap(many, ["g"], "v")
+    pd.testing.assert_frame_equal(one, two)
+    assert one["lo"].iloc[0] < 0.5 < one["hi"].iloc[0]
+
+
+# The paper's 26 configurations (paper-protocol.md section 3) as run.json factors.
+def paper_configs() -> pd.DataFrame:
+    rows = []
+
+    def add(cid, algo, target="attn-mlp", lr=5e-4, dim=None, alpha=None, factor=None):
+        rows.append(
+            dict(
+                cell=str(cid),
+                algo=algo,
+                target=target,
+                lr=lr,
+                dim=dim,
+                alpha=alpha,
+                factor=factor,
+                model="sd15",
+            )
+        )
+
+    for base, algo, d, a in ((1000, "lora", 8, 4), (1010, "loha", 4, 2)):
+        big = 32 if algo == "lora" else 16
+        add(base + 1, algo, dim=d, alpha=a)
+        add(base + 2, algo, dim=big, alpha=big // 2)
+        add(base + 3, algo, dim=big, alpha=1)
+        add(base + 4, algo, "full", dim=d, alpha=a)
+        add(base + 5, algo, "attn-only", dim=d, alpha=a)
+    add(1006, "lora", lr=1e-4, dim=8, alpha=4)
+    add(1008, "lora", lr=1e-3, dim=8, alpha=4)
+    add(1016, "loha", lr=1e-3, dim=4, alpha=2)
+    add(1018, "loha", lr=1e-4, dim=4, alpha=2)
+    for cid, f, target, lr in (
+        (1021, 8, "attn-mlp", 5e-4),
+        (1022, 4, "attn-mlp", 5e-4),
+        (1023, 12, "attn-mlp", 5e-4),
+    ):
+        add(cid, "lokr", target, lr, dim=10000, alpha=1, factor=f)
+    for cid, target, lr in (
+        (1024, "full", 5e-4),
+        (1025, "attn-only", 5e-4),
+        (1026, "attn-mlp", 1e-3),
+        (1028, "attn-mlp", 1e-4),
+    ):
+        add(cid, "lokr", target, lr, dim=10000, alpha=1, factor=8)
+    for cid, target, lr in (
+        (1031, "attn-mlp", 1e-6),
+        (1032, "full", 1e-6),
+        (1033, "attn-only", 1e-6),
+        (1034, "attn-mlp", 5e-6),
+        (1035, "attn-mlp", 5e-7),
+    ):
+        add(cid, "full", target, lr, dim=0, alpha=0)
+    return pd.DataFrame(rows)
+
+
+def test_config_table_reproduces_the_papers_levels_and_exclusions():
+    c = an.config_table(paper_configs()).set_index("cell")
+    assert len(c) == 26
+    assert sorted(c.index[c["is_default"]]) == ["1001", "1011", "1021", "1031"]
+    assert sorted(c.index[~c["in_shap_fit"]]) == ["1003", "1013", "1023"]  # the paper's exclusions
+    assert c.loc["1003", "exclude_reason"] == "alpha/dim differs from the default"
+    assert c.loc["1023", "exclude_reason"] == "capacity below the default"
+    cap = c.loc[c["in_shap_fit"], "capacity_level"]
+    assert cap[["1001", "1011", "1021", "1004", "1025"]].eq(1).all()
+    assert cap[["1002", "1012", "1022"]].eq(2).all()
+    assert cap[["1031", "1032", "1033", "1034", "1035"]].eq(3).all()  # native: 3, as in the paper
+    lr = c["lr_level"]
+    assert lr[["1006", "1018", "1028", "1035"]].eq(1).all()
+    assert lr[["1001", "1011", "1021", "1031"]].eq(2).all()
+    assert lr[["1008", "1016", "1026", "1034"]].eq(3).all()
+    assert c.loc["1005", "varied"] == "target" and c.loc["1022", "varied"] == "factor"
+    assert sorted(an.table1_configs(c.reset_index())) == ["1001", "1011", "1021", "1031", "1034", "1035"]
+    pairs = an.comparison_pairs(c.reset_index())
+    assert ("1008", "1001", "lr vs default") in pairs and ("1001", "1011", "defaults") in pairs
+    assert len(pairs) == 22 + 6
+
+
+def test_factors_beyond_the_papers_are_compared_too():
+    c = paper_configs().query("cell in ['1001', '1006']").assign(extra_multiplier=1.0)
+    half = c[c["cell"] == "1001"].assign(cell="1001-x0.5", extra_multiplier=0.5)
+    t = an.config_table(pd.concat([c, half])).set_index("cell")
+    assert t.loc["1001", "is_default"] and t.loc["1001-x0.5", "varied"] == "multiplier"
+
+
+def test_paired_comparison_effect_sizes():
+    rows = []
+    for seed in (1, 2, 3):
+        for leaf, d in (("a", 0.2), ("b", 0.4)):
+            rows.append(dict(cell="new", seed=seed, epoch=1.0, leaf=leaf, score=0.5 + d, value=1.0 + d))
+            rows.append(dict(cell="old", seed=seed, epoch=1.0, leaf=leaf, score=0.5, value=1.0))
+    df = pd.DataFrame(rows).assign(
+        is_base=False, metric="vendi", encoder="e", level="set", prompt_type="trigger"
+    )
+    p = an.paired_comparisons(df, [("new", "old", "lr vs default")])
+    pooled = p[p["epoch"].isna()].iloc[0]
+    assert pooled["mean_diff"] == pytest.approx(0.3) and pooled["win_rate"] == 1
+    assert pooled["d_z"] == pytest.approx(0.3 / np.std([0.2, 0.4] * 3, ddof=1))
+    assert pooled["ci_lo"] == pytest.approx(0.3) and pooled["ci_hi"] == pytest.approx(0.3)  # same per seed
+    assert pooled["n_units"] == 6 and pooled["n_seeds"] == 3 and pooled["raw_diff"] == pytest.approx(0.3)
+    assert len(p) == 2  # epoch 1 and pooled
+
+
+def crit_frame(table: dict) -> pd.DataFrame:
+    rows = [
+        dict(
+            scope="all",
+            group="all",
+            cell=cell,
+            seed=1,
+            step=int(e),
+            epoch=e,
+            checkpoint=0,
+            is_base=False,
+            criterion=k,
+            score=v,
+        )
+        for (cell, e), crits in table.items()
+        for k, v in crits.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_overfitting_alarm_and_best_checkpoint():
+    crit = crit_frame(
+        {
+            ("a", 10.0): {"fidelity": 0.3, "controllability": 0.8, "diversity": 0.7},
+            ("a", 30.0): {"fidelity": 0.6, "controllability": 0.5, "diversity": 0.68},
+            ("b", 10.0): {"fidelity": 0.3, "controllability": 0.5, "diversity": 0.5},
+            ("b", 30.0): {"fidelity": 0.6, "controllability": 0.52, "diversity": 0.5},
+        }
+    )
+    alarms = an.overfitting_alarms(crit)
+    assert list(alarms["cell"]) == ["a"] and alarms["falling"].iloc[0] == "controllability -0.30"
+    best = an.best_checkpoints(crit).set_index("cell")
+    assert best.loc["a", "best_epoch"] == 10 and best.loc["b", "best_epoch"] == 30
+    assert best.loc["a", "best_fidelity_epoch"] == 30
+
+
+def test_preservation_falls_back_to_train_prompts_without_style_prompts():
+    def frame(cols):
+        return pd.DataFrame([{"metric": m, "prompt_type": p} for m, p in cols])
+
+    paper = frame([("style_loss", "style"), ("style_loss", "train"), ("vendi", "trigger")])
+    assert an.criteria_for(paper) == {
+        "diversity": [("vendi", "trigger")],
+        "preservation": [("style_loss", "style")],
+    }
+    no_style = frame([("style_loss", "train"), ("image_similarity", "train")])
+    assert an.criteria_for(no_style)["preservation"] == [("style_loss", "train")]
+    assert an.scatter_pairs_for(no_style)[2] == (("image_similarity", "train"), ("style_loss", "train"))
+    assert an.scatter_pairs_for(frame([("vendi", "trigger")]))[2][1] == ("style_loss", "style")
+
+
+def test_the_papers_level_is_chosen_when_a_metric_has_several():
+    df = pd.DataFrame(
+        [
+            ("vendi", "alter", "set"),
+            ("vendi", "alter", "prompt"),
+            ("vendi", "trigger", "set"),
+            ("vendi", "trigger", "prompt"),
+            ("image_similarity", "train", "set"),
+            ("unregistered", "train", "a"),
+            ("unregistered", "train", "b"),
+        ],
+        columns=["metric", "prompt_type", "level"],
+    )
+    kept = set(map(tuple, an.paper_levels(df).to_numpy()))
+    assert kept == {
+        ("vendi", "alter", "prompt"),  # the paper: Vendi per prompt on <alter>, per set elsewhere
+        ("vendi", "trigger", "set"),
+        ("image_similarity", "train", "set"),
+        ("unregistered", "train", "a"),
+        ("unregistered", "train", "b"),
+    }
+
+
+def test_pareto_front():
+    x = np.array([0.1, 0.5, 0.9, 0.4, np.nan])
+    y = np.array([0.9, 0.5, 0.1, 0.4, 1.0])
+    assert an.pareto_mask(x, y).tolist() == [True, True, True, False, False]
+
+
+def test_seed_folds_never_split_a_seed():
+    seeds = np.array([23, 24, 25, 23, 24, 25, 23])
+    folds = an.seed_folds(seeds)
+    assert len(folds) == 3 and sorted(np.concatenate(folds)) == list(range(7))
+    for f in folds:
+        assert len(set(seeds[f])) == 1
+    assert an.seed_folds(np.array([1, 1, 1])) == []
+    assert len(an.seed_folds(np.arange(12) % 7)) == 5
+
+
+def shap_input(score_fn, n_seeds=3, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for algo, cap in (("lora", 1.0), ("lora", 2.0), ("loha", 1.0), ("full", 3.0)):
+        for target in ("attn-mlp", "attn-only"):
+            for lr in (1.0, 2.0, 3.0):
+                for epoch in (10.0, 30.0):
+                    for s in range(n_seeds):
+                        r = {
+                            "Algorithm": algo,
+                            "Trained Layers": target,
+                            "Epoch": epoch,
+                            "Capacity": cap,
+                            "LR level": lr,
+                        }
+                        rows.append(
+                            {
+                                **r,
+                                "cell": f"{algo}{cap}{target}{lr}",
+                                "seed": 23 + s,
+                                "step": int(epoch),
+                                "score": score_fn(r, rng),
+                            }
+                        )
+    return pd.DataFrame(rows)
+
+
+def test_shap_attributes_a_known_effect_and_folds_native_capacity():
+    rows = shap_input(lambda r, rng: 0.3 * r["LR level"] + 0.01 * rng.standard_normal())
+    res = an.fit_shap(rows, "object", dict(metric="m", encoder="e", level="set", prompt_type="train"))
+    assert res.reliable and res.r2_cv > 0.9 and res.n_folds == 3
+    mean_abs = np.abs(res.shap).mean(0)
+    assert mean_abs.argmax() == an.FEATURES.index("LR level")
+    native = (res.X["Algorithm"] == "full").to_numpy()
+    cap = an.FEATURES.index("Capacity")
+    assert (res.shap[native, cap] == 0).all() and res.X.loc[native, "Capacity"].isna().all()
+    # the explanation stays additive: SHAP values + expected value = the model's prediction
+    assert np.allclose(res.shap.sum(1) + res.expected, res.pred)
+
+
+def test_shap_on_noise_is_flagged_unreliable():
+    rows = shap_input(lambda r, rng: rng.random())
+    res = an.fit_shap(rows, "object", dict(metric="m", encoder="e", level="set", prompt_type="train"))
+    assert res.shap is not None and not res.reliable and "unreliable" in res.note
+    assert res.r2_train > res.r2_cv  # a flexible model fits noise it cannot predict
+
+
+def test_shap_refuses_tiny_or_constant_inputs():
+    col = dict(metric="m", encoder="e", level="set", prompt_type="train")
+    assert "only 2" in an.fit_shap(shap_input(lambda r, rng: 1.0).head(2), "x", col).note
+    assert "constant" in an.fit_shap(shap_input(lambda r, rng: 1.0), "x", col).note
+
+
+def test_catboost_settings_are_the_papers():
+    assert (
+        dict(iterations=300, learning_rate=0.1, random_seed=123, nan_mode="Min", allow_writing_files=False)
+        == an.CATBOOST_PARAMS
+    )
+    assert an.CAT_FEATURES == ["Algorithm", "Trained Layers"]
+
+
+@pytest.mark.slow
+def test_catboost_shap_values_equal_shap_tree_explainer():
+    """fit_shap takes CatBoost's own TreeSHAP; shap.TreeExplainer gives the same numbers (slow: importing
+    shap takes tens of seconds)."""
+    import shap
+    from catboost import CatBoostRegressor
+
+    rows = shap_input(
+        lambda r, rng: 0.2 * r["Epoch"] / 30 + 0.1 * (r["Algorithm"] == "loha") + 0.01 * rng.random()
+    )
+    rows = rows[rows["Algorithm"] != "full"]  # no folding, so the values are comparable one to one
+    res = an.fit_shap(rows, "object", dict(metric="m", encoder="e", level="set", prompt_type="train"))
+    model = CatBoostRegressor(**an.CATBOOST_PARAMS, thread_count=1, verbose=False)
+    X = rows[an.FEATURES].reset_index(drop=True)
+    model.fit(X, rows["score"].to_numpy(), cat_features=an.CAT_FEATURES)
+    assert np.allclose(shap.TreeExplainer(model).shap_values(X), res.shap)

@@ -1,0 +1,205 @@
+"""The training loop on the tiny model: the paper's recipe, caches, checkpoints, NaN, external adapters."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lycobench import adapters
+from lycobench import train as T
+from lycobench.config import compose
+from lycobench.data import Concept, Leaf, load_concepts
+from lycobench.models import model_identity
+from lycobench.store import content_key
+
+# 6 example images, 6 exposures per epoch -> 6 samples, batch 4 -> 2 steps per epoch.
+SMALL = [
+    "train=smoke",
+    "train.epochs=2",
+    "train.checkpoint_epochs=[1,2]",
+    "train.exposures_per_epoch=6",
+    "train.batch_size=4",
+    "train.warmup_steps=3",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def run(cfg, out: Path, cache: Path, progress=None):
+    concepts = load_concepts(list(cfg.concepts))
+    saved = T.train(
+        cfg,
+        concepts,
+        lambda step: out / "checkpoints" / f"step-{step}.safetensors",
+        out / "train_log.csv",
+        cache,
+        content_key(model_identity(cfg.model)),
+        progress,
+    )
+    return saved, list(csv.DictReader((out / "train_log.csv").open()))
+
+
+class Counter:
+    def __init__(self, monkeypatch, cls, name):
+        self.n, original = 0, getattr(cls, name)
+
+        def counted(*args, **kwargs):
+            self.n += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache):
+    """One real LoRA run (UNet + text encoder), its VAE-call count, checkpoints and log."""
+    from diffusers import AutoencoderKL
+
+    mp = pytest.MonkeyPatch()
+    vae = Counter(mp, AutoencoderKL, "encode")
+    calls = []
+    out = tmp_path_factory.mktemp("run")
+    saved, log = run(compose(SMALL), out, cache, lambda done, total: calls.append((done, total)))
+    mp.undo()
+    return {"saved": saved, "log": log, "vae_calls": vae.n, "progress": calls, "out": out}
+
+
+def test_paper_recipe_run(trained):
+    assert sorted(trained["saved"]) == [2, 4]
+    assert all(p.is_file() for p in trained["saved"].values())
+    log = trained["log"]
+    assert list(log[0]) == T.LOG_COLUMNS and len(log) == 4
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in log)
+    assert [float(r["lr"]) for r in log] == pytest.approx([5e-4 * k / 3 for k in (2, 3, 3, 3)])
+    assert [int(r["epoch"]) for r in log] == [1, 1, 2, 2]
+    assert all(float(r["steps_per_s"]) > 0 and float(r["cpu_seconds"]) > 0 for r in log)
+    assert trained["progress"][-1] == (4, 4)
+    assert trained["vae_calls"] == 6  # once per image, never in the loop
+
+
+def test_checkpoint_metadata_and_contents(trained):
+    path = trained["saved"][4]
+    meta = adapters.read_metadata(path)
+    assert meta["lycobench.algo"] == "lora" and meta["lycobench.target"] == "attn-mlp"
+    assert meta["lycobench.step"] == "4" and meta["lycobench.epoch"] == "2"
+    assert meta["ss_network_module"] == "lycoris.kohya" and meta["ss_network_dim"] == "8"
+    assert '"preset": "attn-mlp"' in meta["ss_network_args"]
+    assert OmegaConf.create(meta["lycobench.train"]).weight_decay == 0.1
+    keys = adapters.read_weights(path)
+    assert any(k.startswith("lora_te_") for k in keys) and any(k.startswith("lora_unet_") for k in keys)
+    first = adapters.read_weights(trained["saved"][2])
+    assert any(not torch.equal(first[k], keys[k]) for k in keys)
+
+
+def test_latents_are_reused_across_seeds_and_configs(cache, tmp_path, monkeypatch):
+    from diffusers import AutoencoderKL
+
+    vae = Counter(monkeypatch, AutoencoderKL, "encode")
+    run(
+        compose([*SMALL, "seed=24", "adapter=loha", "train.epochs=1", "train.checkpoint_epochs=[1]"]),
+        tmp_path,
+        cache,
+    )
+    assert vae.n == 0
+
+
+def test_unet_only_caches_text_embeddings(cache, tmp_path, monkeypatch):
+    from transformers import CLIPTextModel
+
+    te = Counter(monkeypatch, CLIPTextModel, "forward")
+    saved, log = run(compose([*SMALL, "train.train_text_encoder=false"]), tmp_path, cache)
+    assert te.n == 2  # the 6 captions in one batch, the empty caption once; never in the 4 steps
+    keys = adapters.read_weights(saved[4])
+    assert keys and all(k.startswith("lora_unet_") for k in keys)
+    assert len(log) == 4
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(cache, tmp_path, monkeypatch):
+    real, calls = T.diffusion_loss, []
+
+    def nan_at_step_3(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(T, "diffusion_loss", nan_at_step_3)
+    with pytest.raises(T.TrainingDiverged) as e:
+        run(compose(SMALL), tmp_path, cache)
+    assert e.value.cause == "nan"
+    assert "loss is nan at step 3" in str(e.value) and "step-2.safetensors" in str(e.value)
+    assert (tmp_path / "checkpoints" / "step-2.safetensors").is_file()
+    assert not (tmp_path / "checkpoints" / "step-4.safetensors").exists()
+    assert len(list(csv.DictReader((tmp_path / "train_log.csv").open()))) == 2
+    adapters.read_weights(tmp_path / "checkpoints" / "step-2.safetensors")  # a whole, loadable file
+
+
+def test_repeats_balance_concepts():
+    def concept(n):
+        leaf = Leaf("c", "object", "t", "toy", None, "", items=[None] * n)
+        return Concept("c", "object", "t", "toy", Path("."), [leaf])
+
+    assert [T.repeats_for(concept(n), 200) for n in (4, 7, 12, 90, 200, 400)] == [50, 29, 17, 2, 1, 1]
+
+
+def test_checkpoint_epochs_must_lie_in_the_run():
+    with pytest.raises(
+        ValueError, match=r"checkpoint_epochs=\[3\]: every entry must lie in 1..train.epochs=2"
+    ):
+        T.checkpoint_epochs(OmegaConf.create({"epochs": 2, "checkpoint_epochs": [3]}))
+    assert T.checkpoint_epochs(OmegaConf.create({"epochs": 50, "checkpoint_epochs": [50, 10, 30]})) == [
+        10,
+        30,
+        50,
+    ]
+
+
+# --- adapter=external --------------------------------------------------------------------------------
+
+
+def test_external_adapter_is_checked_and_adopted(trained, cache, tmp_path):
+    src = trained["saved"][4]
+    cfg = compose(["adapter=external", f"adapter.path={src}"])
+    saved, log = run(cfg, tmp_path, cache)
+    assert list(saved) == [4]  # the step its metadata names
+    assert saved[4].read_bytes() == src.read_bytes()
+    assert log == [
+        {"step": "4", "epoch": "2", "loss": "", "lr": "", "seconds": "", "steps_per_s": "", "cpu_seconds": ""}
+    ]
+
+
+def test_external_adapter_without_effect_is_refused(cache, tmp_path):
+    from lycobench.models import load_pipeline
+
+    cfg = compose(SMALL)
+    pipe = load_pipeline(cfg.model, cache)
+    a, t = OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target)
+    zero = adapters.attach(pipe, a, t, train_text_encoder=True, seed=0)  # LoRA starts as the identity
+    adapters.save(zero, tmp_path / "zero.safetensors", {})
+    with pytest.raises(T.AdapterHasNoEffect, match="changes nothing"):
+        run(compose(["adapter=external", f"adapter.path={tmp_path / 'zero.safetensors'}"]), tmp_path, cache)
+    with pytest.raises(FileNotFoundError, match="adapter.path"):
+        run(compose(["adapter=external"]), tmp_path, cache)
+
+
+@pytest.mark.slow
+def test_run_command_with_an_external_adapter(trained, tmp_path, cli):
+    """The whole cell through the CLI: adopt, generate, evaluate (about a minute on 2 busy cores)."""
+    src = trained["saved"][4]
+    r = cli("run", "sweep=smoke", f"results_dir={tmp_path}", "adapter=external", f"adapter.path={src}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "smoke" / "runs").glob("custom-external-*/seed=23"))
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "step-4.safetensors").is_file()
+    assert (runs[0] / "metrics.parquet").is_file()

@@ -1,0 +1,67 @@
+"""`python -m lycobench validate`: one report naming every bad file, non-zero exit on problems."""
+
+import shutil
+
+from PIL import Image
+
+from lycobench.config import CONCEPTS_DIR
+from lycobench.validate import main
+
+
+def bad_concept(root):
+    """The example concept with one of each kind of bad input."""
+    d = root / "bad"
+    shutil.copytree(CONCEPTS_DIR / "examples" / "zq-star", d)
+    (d / "00.txt").unlink()  # missing caption
+    (d / "01.txt").write_bytes(b"zqx toy, caf\x92")  # not UTF-8
+    (d / "02.png").write_bytes((d / "02.png").read_bytes()[:200])  # truncated
+    (d / "03.txt").write_text("   \n")  # empty caption
+    (d / "04.txt").write_text("a toy, no trigger")  # trigger missing
+    Image.new("RGB", (10, 10)).save(d / "05.png")  # too small
+    (d / "06.jpg").write_text("this is text, not a JPEG")  # not an image at all
+    (d / "06.txt").write_text("zqx toy")
+    outside = root / "elsewhere.png"
+    Image.new("RGB", (32, 32), (5, 5, 5)).save(outside)
+    (d / "07.png").symlink_to(outside)  # escapes the concept folder
+    (d / "07.txt").write_text("zqx toy")
+    return d
+
+
+def test_every_bad_file_is_named_once(tmp_path, capsys):
+    d = bad_concept(tmp_path)
+    bad_name = tmp_path / "evil"
+    shutil.copytree(CONCEPTS_DIR / "examples" / "zq-star", bad_name)
+    (bad_name / "concept.yaml").write_text("name: ../evil\ncategory: object\ntrigger: qqx\nclass_word: toy\n")
+    assert main([str(d), str(bad_name), str(tmp_path / "missing")]) == 1
+    out = capsys.readouterr().out
+    expected = {
+        "00.txt": "image without caption",
+        "01.txt": "not UTF-8 (byte 0x92",
+        "02.png": "unreadable image",
+        "03.txt": "empty caption",
+        "04.txt": "trigger word 'zqx'",
+        "05.png": "minimum side",
+        "06.jpg": "unreadable image",
+        "07.png": "symlink leads outside",
+        "evil/concept.yaml": "must match",
+        "missing": "no such folder",
+    }
+    problems = [line for line in out.splitlines() if line.startswith("  - ")]
+    for name, reason in expected.items():
+        hits = [p for p in problems if name in p and reason in p]
+        assert len(hits) == 1, (name, reason, out)
+    assert f"{len(expected)} problem(s):" in out
+    assert "FAILED" in out
+
+
+def test_good_folder_exits_zero(capsys):
+    assert main(["examples/zq-star"]) == 0
+    assert "OK: 1 folder(s), 6 image(s) seen, 6 usable, 0 problem(s)" in capsys.readouterr().out
+
+
+def test_command_line(tmp_path, cli):
+    d = bad_concept(tmp_path)
+    r = cli("validate", str(d))
+    assert r.returncode == 1, r.stderr
+    assert "02.png: unreadable image" in r.stdout and "07.png: symlink" in r.stdout
+    assert cli("validate", "--help").returncode == 0

@@ -1,0 +1,128 @@
+"""The world's pretrained tiny Stable Diffusion and encoders: loading, determinism, the check's scoring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lycobench.models import ModelNotFound, world_folder
+from lycobench.world.encoders import CLIP_DIR, DINO_DIR
+from lycobench.world.oracle import WEIGHTS as ORACLE_WEIGHTS
+from lycobench.world.pretrain import check
+from lycobench.world.pretrain.data import WorldData
+from lycobench.world.pretrain.run import SHIPPED
+from lycobench.world.vocab import HELDOUT_PAIRS
+
+needs_base = pytest.mark.skipif(
+    not (SHIPPED / "model_index.json").is_file(),
+    reason="world base model not shipped yet: run `python -m lycobench world pretrain`",
+)
+needs_oracle = pytest.mark.skipif(not ORACLE_WEIGHTS.is_file(), reason="world oracle weights not shipped yet")
+needs_encoders = pytest.mark.skipif(
+    not (CLIP_DIR / "open_clip_config.json").is_file() or not (DINO_DIR / "config.json").is_file(),
+    reason="world encoders not shipped yet: run `python -m lycobench world pretrain --what encoders`",
+)
+
+
+def test_pretraining_data_is_base_world_only():
+    data = WorldData(300, seed=0)
+    held = set(HELDOUT_PAIRS)
+    assert data.images.shape == (300, 32, 32, 3) and data.images.dtype == np.uint8
+    assert all(s.concept is None for s in data.scenes)
+    assert not any((o.colour, o.shape) in held for s in data.scenes for o in s.objects)
+    rng1, rng2 = np.random.default_rng(1), np.random.default_rng(1)
+    assert data.captions([0, 1, 2], rng1) == WorldData(3, seed=0).captions([0, 1, 2], rng2)
+
+
+def test_missing_world_model_names_the_command(tmp_path):
+    with pytest.raises(ModelNotFound, match="world pretrain"):
+        world_folder(str(tmp_path))
+
+
+@needs_base
+def test_shipped_pipeline_loads_offline_and_is_deterministic():
+    pipe = check.load_pipe(SHIPPED)
+    assert pipe.unet.dtype == torch.float32 and pipe.text_encoder.config.eos_token_id == 49407
+    assert pipe.scheduler.config.steps_offset == 1
+    assert 0.2 < pipe.vae.config.scaling_factor < 5  # 1 / latent std, set after VAE training
+    a = check.sample(pipe, ["a red square on a white background"] * 2, seed=5)
+    b = check.sample(pipe, ["a red square on a white background"] * 2, seed=5)
+    assert a.shape == (2, 32, 32, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a[0], a[1])  # different seeds, different images
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    assert manifest["data"]["concepts"].startswith("none")
+
+
+@needs_base
+@needs_oracle
+def test_fast_base_check_scores_every_attribute():
+    scenes, prompts, held = check.base_prompts(4, 2)
+    assert held == [False] * 4 + [True] * 2
+    images = check.sample(check.load_pipe(SHIPPED), prompts)
+    from lycobench.world.oracle import Oracle
+
+    scores = check.score_base(Oracle.load().predict(images), scenes, prompts, held)
+    for key in ("shape", "color", "background", "pattern", "count", "heldout_combos"):
+        assert 0.0 <= scores[key] <= 1.0
+
+
+def test_score_base_counts_exact_matches():
+    from lycobench.world.scenes import labels
+
+    scenes, prompts, held = check.base_prompts(3, 1)
+    truth = [labels(s) for s in scenes]
+    perfect = {
+        "shapes": [t["shapes"] for t in truth],
+        "colours": [t["colours"] for t in truth],
+        "bg_colour": [t["bg_colour"] for t in truth],
+        "pattern": [t["pattern"] for t in truth],
+        "count": [t["count"] for t in truth],
+        "style": [t["style"] for t in truth],
+        "size": [t["size"] for t in truth],
+        "position": [t["position"] for t in truth],
+    }
+    assert all(v == 1.0 for v in check.score_base(perfect, scenes, prompts, held).values())
+    wrong = dict(perfect, shapes=[frozenset({"nothing"})] * 4)
+    scores = check.score_base(wrong, scenes, prompts, held)
+    assert scores["shape"] == 0.0 and scores["heldout_combos"] == 0.0 and scores["color"] == 1.0
+
+
+@needs_encoders
+def test_world_encoders_load_and_embed():
+    from lycobench.world.encoders import load_world_clip, load_world_dino
+
+    images = WorldData(4, seed=3).images
+    clip = load_world_clip()
+    img, txt = clip.encode_images(images), clip.encode_texts(["a red circle", "a blue star"])
+    assert img.shape == (4, 64) and txt.shape == (2, 64) and np.isfinite(img).all()
+    feats = load_world_dino().encode_images(images)
+    assert feats.shape == (4, 96) and np.isfinite(feats).all()
+    big = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)  # 64 px input is area-downsampled to 32
+    assert np.allclose(load_world_dino().encode_images(big), feats, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tiny_pretrain_is_deterministic(tmp_path, monkeypatch):
+    from lycobench.world.pretrain import run
+
+    monkeypatch.setattr(run, "N_IMAGES", 64)
+    monkeypatch.setattr(run, "N_HOLDOUT", 8)
+    outs = []
+    for name in ("a", "b"):
+        folder = run.pretrain(
+            tmp_path / name, tmp_path / f"{name}-work", threads=1, vae_steps=2, unet_steps=2, decoder_steps=2,
+            snapshot_every=2, batch=4,
+        )  # fmt: skip
+        assert (tmp_path / f"{name}-work" / "snapshots" / "step-00002" / "model_index.json").is_file()
+        assert json.loads((folder / "manifest.json").read_text())["steps"] == {
+            "vae": 2,
+            "unet": 2,
+            "decoder": 2,
+        }
+        pipe = check.load_pipe(folder)
+        outs.append(check.sample(pipe, ["a red circle"], seed=1))
+    assert np.array_equal(outs[0], outs[1])
