@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup sweep test lint format clean
+.PHONY: setup browser sweep test lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,15 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The report test opens report/index.html in the system Chromium (Debian's package; Playwright downloads no
+# browser here): installed when missing, through sudo unless root.
+browser:
+	@[ -x /usr/bin/chromium ] || { s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$s apt-get update -q && $$s apt-get install -y -q chromium; }
+
 sweep: setup
 	$(PY) -m lycobench sweep $(ARGS)
 
-test: setup
+test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(ARGS)

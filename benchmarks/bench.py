@@ -10,6 +10,8 @@ are comparable. Add a case by adding a function to CASES.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
 import math
 import os
@@ -210,10 +212,7 @@ def _compare(model: str, overrides: list[str], repeats: int, tmp: Path) -> dict:
         base_wall.append(wall_rate)
     x, y = statistics.median(ours), statistics.median(base)
     return {
-        "lycobench": round(x, 3),
-        "baseline": round(y, 3),
-        "ratio": round(x / y, 3),
-        "unit": "steps/s (steps per CPU-second, 1 torch thread)",
+        **_ratio(x, y, "steps/s (steps per CPU-second, 1 torch thread)"),
         "wall_clock_steps_per_s": {
             "lycobench": [round(v, 3) for v in ours_wall],
             "baseline": [round(v, 3) for v in base_wall],
@@ -241,6 +240,7 @@ def case_train(repeats: int = 3) -> dict:
             "tiny, text encoder trained": _compare("tiny", trained, repeats, tmp),
         }
     out["setting"] = "LoRA dim 8 on attn-mlp, the example concept, SD 1.5 proportions, text encoder frozen"
+    out["targets"] = {"training vs baseline": _target(out["ratio"], 1.5, "x", at_least=True)}
     return out
 
 
@@ -330,11 +330,10 @@ def case_generate(repeats: int = 3) -> dict:
         "lycobench": -(-len({(it.prompt, it.seed) for it in plan}) // CPU_BATCH),
         "baseline": len({it.prompt for it in plan}),
     }
+    out = _ratio(x, y, "images/s")
     return {
-        "lycobench": round(x, 3),
-        "baseline": round(y, 3),
-        "ratio": round(x / y, 3),
-        "unit": "images/s",
+        **out,
+        "targets": {"generation vs baseline": _target(out["ratio"], 2, "x", at_least=True)},
         "images": len(plan),
         "pipeline_calls": calls,
         "max_pixel_difference": diff,  # uint8 levels between the two loops' images (float rounding only)
@@ -342,29 +341,341 @@ def case_generate(repeats: int = 3) -> dict:
         "runs": {k: [round(v, 3) for v in r] for k, r in runs.items()},
         "setting": f"{cfg.model.name} model, {settings['steps']} DDIM steps, CFG {settings['guidance_scale']}, "
         f"{cfg.model.resolution}px, generate=tiny plan ({', '.join(cfg.generate.prompt_types)})",
-        "variants": {
-            "invariance_off": {
-                "lycobench": round(z, 3),
-                "baseline": round(y, 3),
-                "ratio": round(z / y, 3),
-                "unit": "images/s",
-            }
-        },
+        "variants": {"invariance_off": _ratio(z, y, "images/s")},
     }
 
 
-CASES: dict[str, Callable[..., dict]] = {"train": case_train, "generate": case_generate}
+# --- case: metrics ---------------------------------------------------------------------------------------
+
+METRIC_CONCEPTS = ("duck", "cartoon")  # world concepts: an object and a style, so every metric applies
+METRIC_STEPS = (0, 40, 80)  # the base model and two checkpoints
+
+
+def _metrics_setup(tmp: Path, encoders: str):
+    """A sweep folder of world renders laid out as one run's images.parquet: the default study's prompt plan
+    (generate=tiny) for two world concepts, at the base model (base-world scenes) and at two checkpoints (the
+    concept drawn; agnostic prompts restyled), rendered at the world model's resolution."""
+    from dataclasses import replace
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from lycobench.config import compose
+    from lycobench.data import all_leaves, load_concepts
+    from lycobench.generate import _row
+    from lycobench.prompts import plan_for
+    from lycobench.world import export, render_batch, sample_scenes
+    from lycobench.world.concepts import concept_scene
+    from lycobench.world.concepts import load_concepts as world_concepts
+
+    cfg = compose(["model=world", "generate=tiny", f"encoders={encoders}", "evaluate=default"])
+    res = int(cfg.model.resolution)
+    leaves = all_leaves(load_concepts([str(p) for p in export(tmp / "concepts", list(METRIC_CONCEPTS), res)]))
+    plan, wc, rng = plan_for(cfg.generate, leaves), world_concepts(), np.random.default_rng(0)
+    base = sample_scenes(len(plan), 1)
+    rows = []
+    for step in METRIC_STEPS:
+        for it, b in zip(plan, base):
+            if step == 0:
+                scene = b
+            elif it.prompt_type == "agnostic":
+                scene = replace(b, style="outline")
+            else:
+                scene = concept_scene(wc[it.leaf], None, rng)
+            path = tmp / f"runs/x/images/step-{step}/{it.leaf}/{it.prompt_type}/{it.prompt_id}-{it.index}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render_batch([scene], res)[0]).save(path)
+            rows.append(_row(step, it, path, tmp))
+    return cfg, pd.DataFrame(rows), leaves
+
+
+def _per_metric_inputs():
+    """evaluate.Inputs as a plain loop has them: nothing kept from one metric to the next and no feature
+    cache; each metric call encodes the rows it reads (its image set, plus the base images it pairs them
+    with), its reference images and its texts again."""
+    import numpy as np
+    from PIL import Image
+
+    from lycobench.evaluate import Inputs
+
+    class PerMetric(Inputs):
+        scope = np.zeros(0, dtype=int)
+
+        def start(self, spec, idx) -> None:
+            self._feats.clear()
+            self._refs.clear()
+            for k in ("pred", *(k for k in self._memo if k.startswith("texts:"))):
+                self._memo.pop(k, None)
+            rows = list(idx)
+            if spec.metric.inputs == "pairs":
+                pairs = self.base_pairs()
+                rows += [pairs[i] for i in idx if i in pairs]
+            self.scope = np.unique(np.asarray(rows, dtype=int))
+
+        def _encode(self, role: str, paths) -> np.ndarray:
+            ims = []
+            for p in paths:
+                with Image.open(p) as im:
+                    ims.append(im.convert("RGB"))
+            return self.encoders[role].encode_images(ims)
+
+        def _scoped(self, rows: np.ndarray) -> np.ndarray:
+            full = np.zeros((len(self.images), rows.shape[1]), np.float32)
+            full[self.scope] = rows
+            return full
+
+        def features(self, role: str) -> np.ndarray:
+            if role not in self._feats:
+                paths = [self.sweep_dir / self.images["path"][i] for i in self.scope]
+                self._feats[role] = self._scoped(self._encode(role, paths))
+            return self._feats[role]
+
+        def predictions(self) -> dict[int, dict]:
+            if "pred" not in self._memo:
+                decoded = self.encoders["oracle"].decode(self.features("oracle")[self.scope])
+                self._memo["pred"] = dict(zip(self.scope.tolist(), decoded))
+            return self._memo["pred"]
+
+        def refs(self, role: str, leaf: str) -> np.ndarray:
+            if (role, leaf) not in self._refs:
+                self._refs[role, leaf] = self._encode(role, [it.image for it in self.leaves[leaf].items])
+            return self._refs[role, leaf]
+
+        def texts(self, role: str) -> np.ndarray:
+            from lycobench.prompts import text_for_clip
+
+            key = f"texts:{role}"
+            if key not in self._memo:
+                im = self.images
+                texts = [text_for_clip(im["prompt"][i], self.leaves[im["leaf"][i]]) for i in self.scope]
+                self._memo[key] = self._scoped(np.asarray(self.encoders[role].encode_texts(texts)))
+            return self._memo[key]
+
+    return PerMetric
+
+
+def _evaluate_rate(cfg, images, leaves, root: Path, per_metric: bool) -> tuple[float, list[dict]]:
+    """images/s of lycobench.evaluate.evaluate on the whole frame (encoders loaded in the timing); with
+    ``per_metric`` the same loop and metric code, but Inputs swapped for the plain loop's."""
+    from unittest import mock
+
+    from lycobench import evaluate as ev
+
+    real = ev.compute
+
+    def compute(spec, x, idx, step, leaf):
+        x.start(spec, idx)
+        return real(spec, x, idx, step, leaf)
+
+    with contextlib.ExitStack() as stack:
+        if per_metric:
+            stack.enter_context(mock.patch.object(ev, "Inputs", _per_metric_inputs()))
+            stack.enter_context(mock.patch.object(ev, "compute", compute))
+        t0 = time.perf_counter()
+        rows = ev.evaluate(cfg, images, leaves, root)
+        return len(images) / (time.perf_counter() - t0), rows
+
+
+def _max_difference(a: list[dict], b: list[dict]) -> float:
+    key = lambda r: (r["step"], r["leaf"], r["prompt_type"], r["metric"], r["level"])  # noqa: E731
+    va, vb = {key(r): r["value"] for r in a}, {key(r): r["value"] for r in b}
+    if set(va) != set(vb):
+        return math.inf
+    return max(abs(va[k] - vb[k]) for k in va)
+
+
+def case_metrics(repeats: int = 3, encoders: str = "world") -> dict:
+    """Every metric of evaluate=default on one run's images (world renders, 3 steps), by lycobench (each
+    encoder runs once per image, through the feature cache, which starts empty) and by a plain loop that
+    encodes, for every metric and image set, the images that metric reads. Variant cache_warm: lycobench
+    again with the cache filled (a re-evaluation)."""
+    import shutil
+
+    with tempfile.TemporaryDirectory(prefix="lycobench-bench-") as tmp:
+        root = Path(tmp)
+        cfg, images, leaves = _metrics_setup(root, encoders)
+        runs = {"lycobench": [], "baseline": [], "cache_warm": []}
+        diff = 0.0
+        for _ in range(repeats):
+            shutil.rmtree(root / "cache", ignore_errors=True)
+            rate, ours = _evaluate_rate(cfg, images, leaves, root, False)
+            runs["lycobench"].append(rate)
+            runs["cache_warm"].append(_evaluate_rate(cfg, images, leaves, root, False)[0])
+            rate, theirs = _evaluate_rate(cfg, images, leaves, root, True)
+            runs["baseline"].append(rate)
+            diff = max(diff, _max_difference(ours, theirs))
+    x, y, z = (statistics.median(runs[k]) for k in ("lycobench", "baseline", "cache_warm"))
+    return {
+        **_ratio(x, y, "images/s"),
+        "images": len(images),
+        "metric_rows": len(ours),
+        "max_value_difference": diff,  # between the two loops' metric values (float rounding only)
+        "repeats": repeats,
+        "runs": {k: [round(v, 3) for v in r] for k, r in runs.items()},
+        "setting": f"evaluate=default ({len(cfg.evaluate.metrics)} metrics), encoders={encoders}, "
+        f"{len(images)} world renders at {cfg.model.resolution}px: concepts {', '.join(METRIC_CONCEPTS)}, "
+        f"steps {list(METRIC_STEPS)}, generate=tiny plan",
+        "variants": {"cache_warm": _ratio(z, y, "images/s")},
+    }
+
+
+# --- cases: sweep and rerun -------------------------------------------------------------------------------
+
+SWEEP_TARGET_S = {"quick": 300, "paper": 3600}  # end to end on the 2-core machine (issue 10)
+RERUN_TARGET_S = 10
+MEMORY_TARGET_GB = 4
+_FIRST_RUNS: dict[str, dict] = {}  # sweep name -> the first run's measurement and results dir
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(") ", 1)[1].split()[1])  # after "pid (comm) state"
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):  # the process ended meanwhile
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+def _timed_sweep(name: str, results_dir: Path) -> dict:
+    """``python -m lycobench sweep`` as a subprocess: wall time, the summed RSS of its process tree sampled
+    every 0.5 s (peak), and the kernel's max RSS of its largest single process (wait4)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "lycobench", "sweep", f"sweep={name}", f"results_dir={results_dir}"]
+    log = results_dir / f"bench-{name}-{len(list(results_dir.glob('bench-*.log')))}.log"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    peak = 0
+    with log.open("w") as fh:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent, stdout=fh, stderr=fh)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # wait4 keeps this child's own rusage
+            if pid:
+                break
+            peak = max(peak, _rss_bytes(_tree(proc.pid)))
+            time.sleep(0.5)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}; log {log}:\n{tail}")
+    return {
+        "wall_s": round(wall, 2),
+        "peak_tree_rss_gb": round(peak / 2**30, 3),
+        "max_process_rss_gb": round(usage.ru_maxrss / 2**20, 3),  # ru_maxrss is in KiB on Linux
+    }
+
+
+def _first_run(name: str) -> dict:
+    """The sweep from scratch into a fresh results dir (removed at exit); measured once per invocation."""
+    import atexit
+    import shutil
+
+    if name not in _FIRST_RUNS:
+        results_dir = Path(tempfile.mkdtemp(prefix=f"lycobench-bench-{name}-"))
+        atexit.register(shutil.rmtree, results_dir, ignore_errors=True)
+        _FIRST_RUNS[name] = {**_timed_sweep(name, results_dir), "results_dir": results_dir}
+    return _FIRST_RUNS[name]
+
+
+def _target(measured: float, limit: float, unit: str, at_least: bool = False) -> dict:
+    met = measured >= limit if at_least else measured <= limit
+    return {"target": f"{'>=' if at_least else '<='} {limit} {unit}", "measured": measured, "met": bool(met)}
+
+
+def _ratio(x: float, y: float | None, unit: str) -> dict:
+    """The common shape of a case: ``baseline`` and ``ratio`` null when there is no baseline."""
+    return {
+        "lycobench": round(x, 3),
+        "baseline": None if y is None else round(y, 3),
+        "ratio": None if not y else round(x / y, 3),
+        "unit": unit,
+    }
+
+
+def case_sweep(sweep: str = "quick") -> dict:
+    """The sweep end to end through the real CLI (train, generate, evaluate, report), from an empty
+    results dir; no baseline. Peak memory: the whole process tree's RSS (Hydra launcher workers included)."""
+    first = _first_run(sweep)
+    peak = max(first["peak_tree_rss_gb"], first["max_process_rss_gb"])
+    targets = {f"{sweep} sweep, memory": _target(peak, MEMORY_TARGET_GB, "GB")}
+    if sweep in SWEEP_TARGET_S:
+        targets[f"{sweep} sweep, wall time"] = _target(first["wall_s"], SWEEP_TARGET_S[sweep], "s")
+    return {
+        **_ratio(first["wall_s"], None, "s"),
+        "peak_memory_gb": peak,
+        "peak_tree_rss_gb": first["peak_tree_rss_gb"],
+        "max_process_rss_gb": first["max_process_rss_gb"],  # the largest single process (kernel's max RSS)
+        "targets": targets,
+        "setting": f"python -m lycobench sweep sweep={sweep} results_dir=<empty tmp>",
+    }
+
+
+def case_rerun(sweep: str = "quick", repeats: int = 3) -> dict:
+    """The same command again on the finished results dir (every stage skipped from its markers, the
+    report rebuilt); baseline: the first run's wall time, so ratio = first run / rerun."""
+    first = _first_run(sweep)
+    runs = [_timed_sweep(sweep, first["results_dir"]) for _ in range(repeats)]
+    wall = statistics.median(r["wall_s"] for r in runs)
+    out = _ratio(wall, first["wall_s"], "s")
+    out["ratio"] = round(first["wall_s"] / wall, 3)  # how many times cheaper than the first run
+    return {
+        **out,
+        "runs": [r["wall_s"] for r in runs],
+        "peak_memory_gb": max(max(r["peak_tree_rss_gb"], r["max_process_rss_gb"]) for r in runs),
+        "targets": {f"{sweep} sweep, rerun": _target(wall, RERUN_TARGET_S, "s")},
+        "setting": f"python -m lycobench sweep sweep={sweep} on its finished results dir",
+    }
+
+
+CASES: dict[str, Callable[..., dict]] = {
+    "train": case_train,
+    "generate": case_generate,
+    "metrics": case_metrics,
+    "sweep": case_sweep,
+    "rerun": case_rerun,
+}
 
 
 # --- output ----------------------------------------------------------------------------------------------
 
 
+def _cell(value, suffix: str = "") -> str:
+    return "—" if value is None else f"{value}{suffix}"
+
+
 def markdown(results: dict) -> str:
+    """The results table (a null baseline or ratio printed as "—"), the targets table and each case's
+    setting and machine."""
     lines = ["| case | lycobench | baseline | ratio | unit |", "|---|---|---|---|---|"]
     for name, r in results.items():
         rows = [(name, r)] + [(f"{name} ({k})", v) for k, v in r.get("variants", {}).items()]
         for label, v in rows:
-            lines.append(f"| {label} | {v['lycobench']} | {v['baseline']} | {v['ratio']}x | {v['unit']} |")
+            cells = [label, _cell(v["lycobench"]), _cell(v["baseline"]), _cell(v["ratio"], "x"), v["unit"]]
+            lines.append("| " + " | ".join(cells) + " |")
+    targets = [(k, t) for r in results.values() for k, t in r.get("targets", {}).items()]
+    if targets:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        lines += [
+            f"| {k}: {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for k, t in targets
+        ]
     lines.append("")
     for name, r in results.items():
         m = r["machine"]
@@ -387,6 +698,11 @@ def machine() -> dict:
     }
 
 
+def _options(case: Callable[..., dict], args: argparse.Namespace) -> dict:
+    """The command-line options a case takes (``repeats``, ``sweep``)."""
+    return {k: getattr(args, k) for k in inspect.signature(case).parameters if hasattr(args, k)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -399,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per measurement")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument(
+        "--sweep", default="quick", help="the sweep of the sweep and rerun cases (conf/sweep/<name>.yaml)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -408,14 +727,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.case or sorted(CASES):
         t0 = time.perf_counter()
         at_start = machine()
-        results[name] = {**CASES[name](repeats=args.repeats), "machine": at_start}
+        results[name] = {**CASES[name](**_options(CASES[name], args)), "machine": at_start}
         print(f"{name}: {json.dumps(results[name])} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown(results)
     args.out.with_suffix(".md").write_text(table, encoding="utf-8")
     print(table)
-    return 0 if all(math.isfinite(r["ratio"]) for r in results.values()) else 1
+    return 0 if all(r["ratio"] is None or math.isfinite(r["ratio"]) for r in results.values()) else 1
 
 
 if __name__ == "__main__":

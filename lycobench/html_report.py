@@ -74,7 +74,8 @@ def render(
     sweep: str, finished: list[dict], unfinished: list[dict], result: dict | None, notes: list[str]
 ) -> str:
     parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        # an empty icon: without one a browser asks the server for /favicon.ico, a 404 on every load
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
         f"<title>lycobench report: {escape(sweep)}</title><style>{CSS}</style></head><body>",
         f"<h1>lycobench report: {escape(sweep)}</h1>",
         f"<p>{len(finished)} run(s) finished, {len(unfinished)} not finished. Scores are the paper's rank "
