@@ -189,10 +189,14 @@ class Cell:
     # --- stages -----------------------------------------------------------------------------------
 
     def _train(self) -> None:
-        from .train import train
+        from .train import read_state, train
 
         rd = self.rd
-        shutil.rmtree(rd.checkpoints, ignore_errors=True)
+        state = read_state(rd.train_state, self.keys["train"])
+        keep = {Path(p).name for p in state["saved"].values()} if state else set()
+        for old in rd.checkpoints.glob("*") if rd.checkpoints.is_dir() else []:
+            if old.name not in keep:  # checkpoints of another attempt, or past the saved state
+                old.unlink()
         bar = _progress(f"{self.cfg.cell} seed={self.cfg.seed} train")
         saved = train(
             self.cfg,
@@ -202,10 +206,13 @@ class Cell:
             self.sweep_dir / "cache",
             self.model_key,
             bar,
+            state_path=rd.train_state,
+            state_key=self.keys["train"],
         )
         bar(None, None)
         files = [*saved.values(), rd.train_log]
         write_marker(rd.marker("train"), self.keys["train"], files, rd.root, {"checkpoints": sorted(saved)})
+        rd.train_state.unlink(missing_ok=True)  # only an unfinished run needs it
 
     def _checkpoints(self) -> dict[int, Path]:
         from .store import read_json

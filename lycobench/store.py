@@ -127,6 +127,7 @@ class RunDir:
     run_json = property(lambda self: self.root / "run.json")
     train_log = property(lambda self: self.root / "train_log.csv")
     checkpoints = property(lambda self: self.root / "checkpoints")
+    train_state = property(lambda self: self.root / "train_state.pt")  # only while training is unfinished
     images = property(lambda self: self.root / "images")
     images_parquet = property(lambda self: self.root / "images.parquet")
     metrics_parquet = property(lambda self: self.root / "metrics.parquet")

@@ -6,6 +6,10 @@ that balance concepts, one model learning every concept of the sweep. The VAE ne
 latents are cached once per image (content-addressed) and shared by every configuration and seed. With
 ``train.train_text_encoder=false`` only the UNet is adapted and the text embeddings are computed once.
 
+Preemption: after every checkpoint the optimiser, scheduler, random-number states and log go to a training
+state file beside the run (``train_state.pt``, keyed by the train stage's key); a rerun continues from the
+last checkpoint and ends with the same bits as an uninterrupted run.
+
 ``adapter=external`` trains nothing: the "training" of such a cell checks that the given adapter loads
 and changes the model, and copies it in as the cell's single checkpoint.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import random
 import shutil
@@ -28,6 +33,7 @@ from . import adapters
 from .data import IMAGE_POLICY, Concept, to_rgb
 from .store import atomic_write_text, atomic_write_with, content_key, file_sha256
 
+log = logging.getLogger("lycobench")
 LOG_COLUMNS = ["step", "epoch", "loss", "lr", "seconds", "steps_per_s", "cpu_seconds"]
 
 
@@ -160,6 +166,25 @@ def build_samples(
     return samples
 
 
+def read_state(path: Path | None, key: str) -> dict | None:
+    """The training state saved at the last checkpoint of an interrupted run with this train ``key``, or
+    None (absent, written for other settings, or its checkpoints are gone: the run starts over)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception:  # written by an incompatible version: start over
+        state = None
+    if not state or state.get("key") != key or not all(Path(p).is_file() for p in state["saved"].values()):
+        Path(path).unlink(missing_ok=True)
+        return None
+    return state
+
+
+def _save_state(path: Path, key: str, **state) -> None:
+    atomic_write_with(path, lambda tmp: torch.save({"key": key, **state}, tmp))
+
+
 def train(
     cfg: DictConfig,
     concepts: list[Concept],
@@ -168,8 +193,13 @@ def train(
     cache_dir: Path,
     model_key: str,
     progress=None,
+    state_path: Path | None = None,
+    state_key: str = "",
 ) -> dict[int, Path]:
-    """Train the cell's adapter and save a checkpoint at each configured epoch; returns {step: path}."""
+    """Train the cell's adapter and save a checkpoint at each configured epoch; returns {step: path}.
+
+    With ``state_path``, the training state is saved there at every checkpoint, and a state left there by
+    an interrupted run with the same ``state_key`` is resumed (see :func:`read_state`)."""
     if cfg.adapter.algo == "external":
         return adopt_external(cfg, checkpoint_path, log_path, cache_dir)
     from .models import load_pipeline
@@ -210,8 +240,26 @@ def train(
     steps_per_epoch = math.ceil(len(samples) / bs)
     total_steps = steps_per_epoch * int(tcfg.epochs)
     meta_train = OmegaConf.to_container(tcfg)
-    log_rows, saved, step = [], {}, 0
-    t0, cpu0 = time.perf_counter(), time.process_time()  # CPU time: comparable on a shared machine
+    log_rows, saved, step, first_epoch = [], {}, 0, 1
+    state = read_state(state_path, state_key)
+    if state is not None:  # resume after the last checkpoint of an interrupted run
+        last = state["saved"][max(state["saved"])]
+        adapters.load_weights(adapter, last)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        random.setstate(state["python_random"])
+        torch.set_rng_state(state["torch_random"])
+        log_rows, saved, step = (
+            state["log"],
+            {int(k): Path(v) for k, v in state["saved"].items()},
+            state["step"],
+        )
+        first_epoch = state["epoch"] + 1
+        log.info("resuming training after epoch %d from %s", state["epoch"], last)
+    # CPU time is comparable on a shared machine; both clocks continue where a resumed run stopped
+    t0 = time.perf_counter() - (log_rows[-1][4] if log_rows else 0.0)
+    cpu0 = time.process_time() - (log_rows[-1][6] if log_rows else 0.0)
 
     def diverged(what: str, epoch: int) -> TrainingDiverged:
         _write_log(log_path, log_rows)
@@ -225,7 +273,7 @@ def train(
             "Lower adapter.lr, or check the inputs with `python -m lycobench validate`"
         )
 
-    for epoch in range(1, int(tcfg.epochs) + 1):
+    for epoch in range(first_epoch, int(tcfg.epochs) + 1):
         order = torch.randperm(len(samples), generator=gen).tolist()
         for b in range(steps_per_epoch):
             batch = [samples[i] for i in order[b * bs : (b + 1) * bs]]
@@ -260,6 +308,12 @@ def train(
             path = checkpoint_path(step)
             adapters.save(adapter, path, meta)
             saved[step] = path
+            if state_path is not None and epoch < int(tcfg.epochs):
+                _save_state(
+                    state_path, state_key, epoch=epoch, step=step, saved=saved, log=log_rows,
+                    optimizer=opt.state_dict(), scheduler=sched.state_dict(), generator=gen.get_state(),
+                    python_random=random.getstate(), torch_random=torch.get_rng_state(),
+                )  # fmt: skip
     _write_log(log_path, log_rows)
     return saved
 

@@ -146,6 +146,54 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(cache, tmp_path, m
     adapters.read_weights(tmp_path / "checkpoints" / "step-2.safetensors")  # a whole, loadable file
 
 
+class Preempted(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint_with_the_same_bits(cache, tmp_path, monkeypatch):
+    cfg = compose([*SMALL, "train.epochs=3", "train.checkpoint_epochs=[1,3]", "adapter=loha"])
+    concepts = load_concepts(list(cfg.concepts))
+    model_key = content_key(model_identity(cfg.model))
+    real, steps = T.diffusion_loss, []
+
+    def loss_preempted_at(n):
+        def loss(*args, **kwargs):
+            steps.append(1)
+            if len(steps) == n:
+                raise Preempted
+            return real(*args, **kwargs)
+
+        return loss
+
+    def go(out, preempt_at=0, key="k"):
+        steps.clear()
+        monkeypatch.setattr(T, "diffusion_loss", loss_preempted_at(preempt_at))
+        return T.train(
+            cfg, concepts, lambda step: out / f"step-{step}.safetensors", out / "log.csv", cache, model_key,
+            state_path=out / "train_state.pt", state_key=key,
+        )  # fmt: skip
+
+    whole = go(tmp_path / "whole")
+    assert len(steps) == 6 and T.read_state(tmp_path / "whole" / "train_state.pt", "k")["epoch"] == 1
+    with pytest.raises(Preempted):
+        go(tmp_path / "cut", preempt_at=4)  # in epoch 2, after the epoch-1 checkpoint
+    assert T.read_state(tmp_path / "cut" / "train_state.pt", "k")["epoch"] == 1
+    resumed = go(tmp_path / "cut")
+    assert len(steps) == 4  # only epochs 2 and 3 ran again
+    assert sorted(resumed) == sorted(whole) == [2, 6]
+    for step in whole:  # (safetensors orders its header at random: compare contents, not bytes)
+        a, b = adapters.read_weights(resumed[step]), adapters.read_weights(whole[step])
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert adapters.read_metadata(resumed[step]) == adapters.read_metadata(whole[step])
+    logs = [list(csv.DictReader((tmp_path / d / "log.csv").open())) for d in ("whole", "cut")]
+    assert [(r["step"], r["loss"], r["lr"]) for r in logs[0]] == [
+        (r["step"], r["loss"], r["lr"]) for r in logs[1]
+    ]
+    # a state written for other settings is never resumed, and is removed
+    assert T.read_state(tmp_path / "cut" / "train_state.pt", "another key") is None
+    assert not (tmp_path / "cut" / "train_state.pt").exists()
+
+
 def test_repeats_balance_concepts():
     def concept(n):
         leaf = Leaf("c", "object", "t", "toy", None, "", items=[None] * n)

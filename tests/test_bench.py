@@ -1,0 +1,65 @@
+"""benchmarks/bench.py: the Markdown tables (null baselines, targets) and the sweep + rerun cases on the
+smoke sweep through the real CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from lycobench.config import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", PROJECT_ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MACHINE = {"platform": "Linux", "cpus": 2, "torch": "2", "torch_threads": 1, "load_average": [0.5, 0.5, 0.5]}
+
+
+def test_markdown_prints_a_null_baseline_as_a_dash_and_lists_the_targets(bench):
+    results = {
+        "generate": {
+            **bench._ratio(6.0, 2.0, "images/s"),
+            "variants": {"invariance_off": bench._ratio(7.0, 2.0, "images/s")},
+            "machine": MACHINE,
+        },
+        "sweep": {
+            **bench._ratio(250.0, None, "s"),
+            "targets": {"quick sweep, wall time": bench._target(250.0, 300, "s")},
+            "setting": "sweep=quick",
+            "machine": MACHINE,
+        },
+    }
+    assert results["sweep"]["baseline"] is None and results["sweep"]["ratio"] is None
+    table = bench.markdown(results)
+    assert "| generate | 6.0 | 2.0 | 3.0x | images/s |" in table
+    assert "| generate (invariance_off) | 7.0 | 2.0 | 3.5x | images/s |" in table
+    assert "| sweep | 250.0 | — | — | s |" in table
+    assert "| quick sweep, wall time: <= 300 s | 250.0 | yes |" in table
+    assert "None" not in table and "null" not in table
+    assert "sweep: sweep=quick; Linux, 2 CPUs" in table
+
+
+@pytest.mark.slow
+def test_sweep_and_rerun_share_one_first_run_on_the_smoke_sweep(bench, tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--case", "sweep", "--case", "rerun", "--sweep", "smoke", "--repeats", "1", "--out", str(out)]
+    assert bench.main(argv) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == {"sweep", "rerun"}
+    sweep, rerun = results["sweep"], results["rerun"]
+    for r in (sweep, rerun):
+        assert {"lycobench", "baseline", "ratio", "unit", "machine", "targets"} <= set(r)
+        assert r["unit"] == "s" and all(isinstance(t["met"], bool) for t in r["targets"].values())
+    assert sweep["baseline"] is None and sweep["ratio"] is None
+    assert 0 < sweep["peak_memory_gb"] == max(sweep["peak_tree_rss_gb"], sweep["max_process_rss_gb"])
+    assert rerun["baseline"] == sweep["lycobench"], "rerun is measured against the sweep case's own run"
+    assert 0 < rerun["lycobench"] < sweep["lycobench"]
+    assert rerun["ratio"] == pytest.approx(sweep["lycobench"] / rerun["lycobench"], rel=1e-2)
+    assert out.with_suffix(".md").read_text().count("| rerun |") == 1
