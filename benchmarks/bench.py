@@ -1,10 +1,14 @@
 """lycobench benchmarks, each compared with a plain loop that does the same work the usual way.
 
-    python benchmarks/bench.py --case train --out results/bench.json   # JSON + a Markdown table beside it
+    python benchmarks/bench.py --out results/bench.json                 # every case; JSON + Markdown beside it
+    python benchmarks/bench.py --case sweep --case rerun --sweep smoke --out /tmp/bench.json
 
-Each case is a function in CASES returning ``{"lycobench": x, "baseline": y, "ratio": x / y, "unit": ...}``
-(plus any details); every case runs in one process, on one machine, with one model, so the two numbers
-are comparable. Add a case by adding a function to CASES.
+Cases: train (steps/s), generate (images/s), metrics (evaluation images/s), sweep (the --sweep study end to
+end through the CLI: wall time, peak memory) and rerun (the same command on the finished results dir). Each
+case is a function in CASES returning ``{"lycobench": x, "baseline": y, "ratio": x / y, "unit": ...}`` (plus
+details; ``baseline`` and ``ratio`` null when there is none, a ``targets`` dict for the issue's targets);
+both numbers of a case come from one process, one machine and one model, so they are comparable. Add a case
+by adding a function to CASES; it takes the options it needs (``repeats``, ``sweep``) as keyword arguments.
 """
 
 from __future__ import annotations
@@ -485,7 +489,19 @@ def _max_difference(a: list[dict], b: list[dict]) -> float:
     return max(abs(va[k] - vb[k]) for k in va)
 
 
-def case_metrics(repeats: int = 3, encoders: str = "world") -> dict:
+def _metric_encoders() -> str:
+    """encoders=world when its shipped weights are all there, else the random-init tiny set."""
+    from lycobench.config import compose
+    from lycobench.evaluate import preflight
+
+    try:
+        preflight(compose(["encoders=world", "evaluate=default"]))
+        return "world"
+    except FileNotFoundError:
+        return "tiny"
+
+
+def case_metrics(repeats: int = 3, encoders: str | None = None) -> dict:
     """Every metric of evaluate=default on one run's images (world renders, 3 steps), by lycobench (each
     encoder runs once per image, through the feature cache, which starts empty) and by a plain loop that
     encodes, for every metric and image set, the images that metric reads. Variant cache_warm: lycobench
@@ -494,7 +510,9 @@ def case_metrics(repeats: int = 3, encoders: str = "world") -> dict:
 
     with tempfile.TemporaryDirectory(prefix="lycobench-bench-") as tmp:
         root = Path(tmp)
+        encoders = encoders or _metric_encoders()
         cfg, images, leaves = _metrics_setup(root, encoders)
+        _evaluate_rate(cfg, images, leaves, root, False)  # warm-up: first calls pay one-off costs
         runs = {"lycobench": [], "baseline": [], "cache_warm": []}
         diff = 0.0
         for _ in range(repeats):

@@ -42,7 +42,8 @@ def sweep_dir_of(cfg) -> Path:
 
 
 def preflight(common: list[str]):
-    """Compose every cell and validate every input before any compute; returns the sweep config."""
+    """Compose every cell and validate every input before any compute; returns the sweep config and the
+    composed configuration of every cell (first seed)."""
     from .data import load_concepts
     from .evaluate import preflight as check_evaluation
 
@@ -50,9 +51,9 @@ def preflight(common: list[str]):
     check_collisions(common, cfg)
     if not cfg.sweep.configs or not cfg.sweep.seeds:
         raise ValueError(f"conf/sweep/{cfg.sweep.name}.yaml declares no configurations or no seeds")
-    concept_sets, generate_cfgs = set(), {}
+    concept_sets, generate_cfgs, cells = set(), {}, {}
     for cell in cfg.sweep.configs:
-        cell_cfg = compose_cell(common, cell, int(cfg.sweep.seeds[0]), base=cfg)
+        cells[cell] = cell_cfg = compose_cell(common, cell, int(cfg.sweep.seeds[0]), base=cfg)
         concept_sets.add(tuple(cell_cfg.concepts))
         generate_cfgs.setdefault(
             (tuple(cell_cfg.concepts), OmegaConf.to_yaml(cell_cfg.generate, resolve=True)), cell_cfg.generate
@@ -60,7 +61,24 @@ def preflight(common: list[str]):
     concepts = {specs: load_concepts(list(specs)) for specs in concept_sets}
     check_prompts(generate_cfgs, concepts)
     check_evaluation(cfg)  # metric configuration and encoder weight files; loads no model
-    return cfg
+    return cfg, cells
+
+
+def pending(cfg, cells: dict) -> list[str]:
+    """The configurations with an unfinished seed, judged from the run folders' markers (no model is
+    loaded): a rerun of a finished sweep launches no job at all. Each job checks its markers again."""
+    from .cell import STAGES, Cell
+
+    out = []
+    for name, cell_cfg in cells.items():
+        for seed in cfg.sweep.seeds:
+            seeded = cell_cfg.copy()
+            seeded.seed = int(seed)
+            cell = Cell(seeded, sweep_dir_of(seeded))
+            if not all(cell.done(s) for s in STAGES):
+                out.append(name)
+                break
+    return out
 
 
 def check_prompts(generate_cfgs: dict, concepts: dict) -> None:
@@ -93,11 +111,11 @@ def write_manifest(cfg, common: list[str]) -> Path:
     return path
 
 
-def launch(common: list[str], cfg) -> None:
-    """Hydra multirun over cell x seed; returns normally or raises SystemExit when a job failed."""
+def launch(common: list[str], cfg, names: list[str]) -> None:
+    """Hydra multirun over the configurations ``names`` x seeds; raises SystemExit when a job failed."""
     from .hydra_app import hydra_entry
 
-    cells = ",".join(cfg.sweep.configs)
+    cells = ",".join(names)
     seeds = ",".join(str(int(s)) for s in cfg.sweep.seeds)
     argv = [*common, f"cell={cells}", f"seed={seeds}", "--multirun"]
     old = sys.argv
@@ -119,7 +137,7 @@ def sweep_command(overrides: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    cfg = preflight(common)
+    cfg, cells = preflight(common)
     sweep_dir = sweep_dir_of(cfg)
     write_manifest(cfg, common)
     n = len(cfg.sweep.configs) * len(cfg.sweep.seeds)
@@ -127,8 +145,12 @@ def sweep_command(overrides: list[str]) -> int:
         f"lycobench: sweep {cfg.sweep.name!r}: {len(cfg.sweep.configs)} configurations x {len(cfg.sweep.seeds)} seeds = {n} runs -> {sweep_dir}",
         file=sys.stderr,
     )
+    todo = pending(cfg, cells)
+    if not todo:
+        print(f"lycobench: all {n} runs are done already", file=sys.stderr)
     try:
-        launch(common, cfg)
+        if todo:
+            launch(common, cfg, todo)
     except SystemExit as e:
         if e.code not in (0, None):
             print("lycobench: some runs failed; the others completed (see the report)", file=sys.stderr)
