@@ -166,6 +166,12 @@ def build_samples(
     return samples
 
 
+def effective_lr(cfg: DictConfig) -> float:
+    """The configuration's lr (the paper's level, what the analysis reads) times ``train.lr_scale``: a
+    recipe with ~100x fewer steps than the paper's scales every lr alike, keeping their ratios."""
+    return float(cfg.adapter.lr) * float(cfg.train.get("lr_scale", 1.0))
+
+
 def read_state(path: Path | None, key: str) -> dict | None:
     """The training state saved at the last checkpoint of an interrupted run with this train ``key``, or
     None (absent, written for other settings, or its checkpoints are gone: the run starts over)."""
@@ -224,7 +230,7 @@ def train(
     adapter.train(True)
     params = adapter.parameters()
     opt = torch.optim.AdamW(
-        params, lr=float(cfg.adapter.lr), weight_decay=float(tcfg.weight_decay), betas=tuple(tcfg.betas)
+        params, lr=effective_lr(cfg), weight_decay=float(tcfg.weight_decay), betas=tuple(tcfg.betas)
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, constant_with_warmup(int(tcfg.warmup_steps)))
     noise_sched = pipe.scheduler

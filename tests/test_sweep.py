@@ -141,3 +141,10 @@ def test_a_fresh_sweep_gives_identical_metrics(failed_then_resumed, tmp_path):
     r = lycobench("sweep", "sweep=smoke", f"results_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     pd.testing.assert_frame_equal(metrics_of(failed_then_resumed["dir"]), metrics_of(tmp_path / "smoke"))
+
+
+def test_the_parallel_launcher_gives_identical_metrics(failed_then_resumed, tmp_path):
+    """Hydra's joblib launcher (2 workers, a torch thread each) against the sequential runs above."""
+    r = lycobench("sweep", "sweep=smoke", "hydra/launcher=local_parallel", f"results_dir={tmp_path}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    pd.testing.assert_frame_equal(metrics_of(failed_then_resumed["dir"]), metrics_of(tmp_path / "smoke"))

@@ -194,6 +194,14 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint_with_the_same_bits(
     assert not (tmp_path / "cut" / "train_state.pt").exists()
 
 
+def test_lr_scale_multiplies_the_configurations_lr(cache, tmp_path):
+    saved, log = run(compose([*SMALL, "train.lr_scale=10"]), tmp_path, cache)
+    assert [float(r["lr"]) for r in log] == pytest.approx([5e-3 * k / 3 for k in (2, 3, 3, 3)], rel=1e-5)
+    meta = adapters.read_metadata(saved[4])
+    assert float(meta["ss_learning_rate"]) == pytest.approx(5e-3)  # what kohya tools read: the lr used
+    assert OmegaConf.create(meta["lycobench.adapter"]).lr == 5e-4  # the paper's level, for the analysis
+
+
 def test_repeats_balance_concepts():
     def concept(n):
         leaf = Leaf("c", "object", "t", "toy", None, "", items=[None] * n)

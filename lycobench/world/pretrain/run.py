@@ -29,10 +29,12 @@ N_IMAGES = 30_000
 N_HOLDOUT = 512  # VAE check images: another seed stream
 
 
-def code_version() -> str:
-    """lycobench version + a hash of this subpackage's source (what produced the weights)."""
+def code_version(files: tuple[str, ...] = ()) -> str:
+    """lycobench version + a hash of this subpackage's source, or of ``files`` in it (what produced the
+    weights)."""
     h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.glob("*.py")):
+    here = Path(__file__).parent
+    for p in [here / f for f in files] or sorted(here.glob("*.py")):
         h.update(p.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"
 
@@ -80,6 +82,20 @@ def save_folder(pipe, folder: Path, manifest: dict) -> Path:
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def resumed_vae(path: Path, settings: dict):
+    """(VAE, threads it trained with) from ``path`` when it was trained with ``settings``, else None."""
+    from .vae import build_vae
+
+    if not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=False)
+    if saved.get("settings") != settings:
+        return None
+    vae = build_vae(settings["seed"])
+    vae.load_state_dict(saved["vae"])
+    return vae.eval(), saved["threads"]
 
 
 def pretrain(
@@ -130,14 +146,25 @@ def pretrain(
     log({"stage": "data", "images": n_images, "seed": seed, "steps": json.dumps(steps)})
     data = WorldData(n_images, seed)
     holdout = WorldData(N_HOLDOUT, seed + 1_000_003).images
-    vae = train_vae(data.images, steps["vae"], seed, log=log)
+    vae_settings = {
+        "seed": seed,
+        "steps": steps["vae"],
+        "images": n_images,
+        "code": code_version(("vae.py", "data.py")),
+    }
+    vae, vae_threads = resumed_vae(work / "vae.pt", vae_settings), threads
+    if vae is None:
+        vae = train_vae(data.images, steps["vae"], seed, log=log)
+        torch.save({"vae": vae.state_dict(), "settings": vae_settings, "threads": threads}, work / "vae.pt")
+    else:  # the VAE stage of an earlier run with the same settings (a restarted run resumes here)
+        vae, vae_threads = vae
+        log({"stage": "vae-resumed", "file": str(work / "vae.pt"), "threads": vae_threads})
     vae_psnr = psnr(reconstruct(vae, holdout), holdout)
     latents = encode(vae, data.images)
     latent_std = float(latents.std())
     vae.register_to_config(scaling_factor=1.0 / latent_std)
     latents = latents / latent_std
     log({"stage": "vae-done", "psnr_db": vae_psnr, "latent_std": latent_std})
-    torch.save({"vae": vae.state_dict(), "latent_std": latent_std}, work / "vae.pt")  # resumable stage
 
     trainer = Trainer(data, latents, clip_tokenizer(), seed, batch=batch)
     manifest = {
@@ -152,7 +179,7 @@ def pretrain(
             "concepts": "none (base scenes only)",
         },
         "steps": steps,
-        "threads": threads,
+        "threads": {"vae": vae_threads, "unet": threads},
         "batch": batch,
         "vae": {
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()},
