@@ -205,9 +205,24 @@ def train(
     """Train the cell's adapter and save a checkpoint at each configured epoch; returns {step: path}.
 
     With ``state_path``, the training state is saved there at every checkpoint, and a state left there by
-    an interrupted run with the same ``state_key`` is resumed (see :func:`read_state`)."""
+    an interrupted run with the same ``state_key`` is resumed (see :func:`read_state`).
+
+    On the CPU, float reductions split over threads round differently, so the loop (and the latents and
+    embeddings it caches) runs with ``train.cpu_threads`` torch threads whatever the launcher gave the
+    process: a sequential and a parallel sweep train the same bits."""
     if cfg.adapter.algo == "external":
         return adopt_external(cfg, checkpoint_path, log_path, cache_dir)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.train.get("cpu_threads", 1)))
+    try:
+        return _train(
+            cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progress, state_path, state_key
+        )
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progress, state_path, state_key):
     from .models import load_pipeline
 
     tcfg = cfg.train

@@ -23,7 +23,6 @@ from lycobench.store import atomic_write_parquet, write_marker
 from lycobench.world import all_captions, caption, export, labels, render_batch, sample_scenes
 from lycobench.world.concepts import concept_scene
 from lycobench.world.concepts import load_concepts as world_concepts
-from lycobench.world.oracle import WEIGHTS
 
 COLUMNS = ["step", "leaf", "prompt_type", "metric", "encoder", "level", "n", "value"]
 
@@ -243,7 +242,6 @@ def test_attributes_undefined_for_a_concept_are_not_expected():
     }  # fmt: skip
 
 
-@pytest.mark.skipif(not WEIGHTS.is_file(), reason="the world oracle's weights have not shipped yet")
 def test_oracle_metrics_with_the_shipped_oracle_on_rendered_images(world_sweep):
     images, leaves, root = world_sweep
     cfg = config(metrics=["concept_detection", "concept_leakage", "attribute_accuracy"])
