@@ -327,6 +327,10 @@ def build_report(sweep_dir: Path) -> tuple[Path, list[dict]]:
     )
     _write_if_changed(out / "metrics.csv", metrics.to_csv(index=False))
     cache.made("metrics.csv")
+    from . import validity
+
+    validity.write(sweep_dir, out)  # encoder metrics vs the oracle (world sweeps; a header otherwise)
+    cache.made("metrics_validity.csv")
     summary = summary_table(metrics) if len(metrics) else metrics
     _write_if_changed(out / "summary.csv", summary.to_csv(index=False))
     cache.made("summary.csv")

@@ -41,7 +41,7 @@ def model_dir(tmp_path_factory):
     from lycobench.models import _save_atomically, build_tiny_pipeline
 
     folder = tmp_path_factory.mktemp("model") / "tiny-sd"
-    _save_atomically(build_tiny_pipeline(OmegaConf.to_container(compose([]).model)), folder)
+    _save_atomically(build_tiny_pipeline(OmegaConf.to_container(compose(["sweep=smoke"]).model)), folder)
     return folder
 
 
@@ -53,6 +53,7 @@ def config(model_dir):
         model = ["model=sd15", f"model.path={model_dir}", "model.name=tiny-sd", "model.resolution=32"]
         return compose(
             [
+                "sweep=smoke",
                 *model,
                 "generate=smoke",
                 "generate.templates=world",

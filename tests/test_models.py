@@ -36,22 +36,22 @@ def test_missing_weights_say_where_lycobench_looked_and_how_to_provide_them(tmp_
         assert repr(spec) in text and "model_index.json" in text and "never downloads" in text
         assert "model.path=/path/to/folder" in text and f"huggingface-cli download {spec}" in text
     # the sweep's own config fails the same way, before any work
-    cfg = compose(["model=sd15", f"model.path={folder}"])
+    cfg = compose(["sweep=smoke", "model=sd15", f"model.path={folder}"])
     with pytest.raises(ModelNotFound, match="model.path="):
         model_identity(cfg.model)
 
 
 def test_a_saved_folder_loads_through_the_pretrained_path_and_draws_the_same_images(tmp_path):
-    tiny = compose([]).model
+    tiny = compose(["sweep=smoke"]).model
     folder = tmp_path / "my-sd"
     _save_atomically(build_tiny_pipeline(OmegaConf.to_container(tiny)), folder)
-    pretrained = compose(["model=sd15", f"model.path={folder}", "model.resolution=32"]).model
+    pretrained = compose(["sweep=smoke", "model=sd15", f"model.path={folder}", "model.resolution=32"]).model
     identity = model_identity(pretrained)
     assert (
         identity["kind"] == "pretrained" and "unet/diffusion_pytorch_model.safetensors" in identity["weights"]
     )
 
-    settings = sampler_settings(compose(["generate.steps=2"]).generate, 32)
+    settings = sampler_settings(compose(["sweep=smoke", "generate.steps=2"]).generate, 32)
     a = draw(load_pipeline(tiny, tmp_path / "cache"), ["zqx toy", "a red star"], [1000, 1001], settings)
     b = draw(
         load_pipeline(pretrained, tmp_path / "unused"), ["zqx toy", "a red star"], [1000, 1001], settings
@@ -72,7 +72,7 @@ def test_precision_follows_the_device():
 def test_pipelines_use_pytorch_sdpa_attention(tmp_path):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    pipe = load_pipeline(compose([]).model, tmp_path / "cache")
+    pipe = load_pipeline(compose(["sweep=smoke"]).model, tmp_path / "cache")
     assert pipe.unet.dtype == torch.float32
     for part in (pipe.unet, pipe.vae):
         assert all(isinstance(p, AttnProcessor2_0) for p in part.attn_processors.values())

@@ -16,6 +16,7 @@ from lycobench.store import content_key
 
 # 6 example images, 6 exposures per epoch -> 6 samples, batch 4 -> 2 steps per epoch.
 SMALL = [
+    "sweep=smoke",  # the tiny model and the example concept, whatever the default study is
     "train=smoke",
     "train.epochs=2",
     "train.checkpoint_epochs=[1,2]",
@@ -227,7 +228,7 @@ def test_checkpoint_epochs_must_lie_in_the_run():
 
 def test_external_adapter_is_checked_and_adopted(trained, cache, tmp_path):
     src = trained["saved"][4]
-    cfg = compose(["adapter=external", f"adapter.path={src}"])
+    cfg = compose(["sweep=smoke", "adapter=external", f"adapter.path={src}"])
     saved, log = run(cfg, tmp_path, cache)
     assert list(saved) == [4]  # the step its metadata names
     assert saved[4].read_bytes() == src.read_bytes()
@@ -245,9 +246,13 @@ def test_external_adapter_without_effect_is_refused(cache, tmp_path):
     zero = adapters.attach(pipe, a, t, train_text_encoder=True, seed=0)  # LoRA starts as the identity
     adapters.save(zero, tmp_path / "zero.safetensors", {})
     with pytest.raises(T.AdapterHasNoEffect, match="changes nothing"):
-        run(compose(["adapter=external", f"adapter.path={tmp_path / 'zero.safetensors'}"]), tmp_path, cache)
+        run(
+            compose(["sweep=smoke", "adapter=external", f"adapter.path={tmp_path / 'zero.safetensors'}"]),
+            tmp_path,
+            cache,
+        )
     with pytest.raises(FileNotFoundError, match="adapter.path"):
-        run(compose(["adapter=external"]), tmp_path, cache)
+        run(compose(["sweep=smoke", "adapter=external"]), tmp_path, cache)
 
 
 @pytest.mark.slow
