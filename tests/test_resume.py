@@ -44,13 +44,21 @@ def finished_cells(sweep_dir):
     return out
 
 
+def images(sweep_dir):
+    """Every image of the run folders, by path: PNG bytes (pixels and provenance text chunks)."""
+    return {
+        str(p.relative_to(sweep_dir)): p.read_bytes() for p in sorted((sweep_dir / "runs").rglob("*.png"))
+    }
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     results = tmp_path_factory.mktemp("reference")
     t0 = time.perf_counter()
     r = lycobench(*ARGS, f"results_dir={results}")
     assert r.returncode == 0, r.stderr[-3000:]
-    return {"metrics": metrics(results / "smoke"), "seconds": time.perf_counter() - t0}
+    sweep_dir = results / "smoke"
+    return {"metrics": metrics(sweep_dir), "images": images(sweep_dir), "seconds": time.perf_counter() - t0}
 
 
 def kill_at_time(results, fraction, seconds):
@@ -100,4 +108,5 @@ def test_kill_then_rerun_redoes_only_unfinished_work(kill, reference, tmp_path):
     for cell, files in before.items():
         assert after[cell] == files, f"{cell} was finished before the rerun but its files were rewritten"
     pd.testing.assert_frame_equal(metrics(sweep_dir), reference["metrics"])
+    assert images(sweep_dir) == reference["images"], "the resumed sweep's images are bit-identical"
     assert not list((sweep_dir / "runs").rglob(".*.tmp")), "temp files of the killed run are cleaned up"
