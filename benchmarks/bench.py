@@ -62,35 +62,21 @@ SD15_QUARTER = {
 def _build_sd15_quarter(folder: Path) -> Path:
     """A seeded random-init pipeline with SD 1.5's architecture at a quarter of its widths, saved."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from lycobench.models import SCHEDULER_KW
-    from lycobench.tokenizer import clip_tokenizer, save_tokenizer
+    from lycobench.models import CLIP_TEXT_IDS, assemble_pipeline
+    from lycobench.tokenizer import save_tokenizer
 
     if (folder / "model_index.json").is_file():
         return folder
     torch.manual_seed(0)
     c, res = SD15_QUARTER, SD15_QUARTER["resolution"]
-    te = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            max_position_embeddings=77,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-            **c["text_encoder"],
-        )
-    )
-    pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL(sample_size=res, **c["vae"]),
-        text_encoder=te,
-        tokenizer=clip_tokenizer(),
-        unet=UNet2DConditionModel(sample_size=res // 8, **c["unet"]),
-        scheduler=DDIMScheduler(**SCHEDULER_KW),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    te = CLIPTextModel(CLIPTextConfig(**CLIP_TEXT_IDS, **c["text_encoder"]))  # first: the seeded init order
+    pipe = assemble_pipeline(
+        AutoencoderKL(sample_size=res, **c["vae"]),
+        te,
+        UNet2DConditionModel(sample_size=res // 8, **c["unet"]),
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     save_tokenizer(pipe.tokenizer, folder / "tokenizer")

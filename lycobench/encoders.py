@@ -536,10 +536,7 @@ def _shipped_oracle(cfg: dict):
 def world_clip(cfg: dict, device: str) -> WorldModelEncoder:
     from .world.encoders import load_world_clip
 
-    path = resolve_path(cfg.get("path"))
-    identity = {"clip": {**cfg, "path": str(path), "weights": weights_identity(path)}}
-    desc = KINDS["world_clip"].describe(cfg)[0]
-    return WorldModelEncoder(load_world_clip(path, device), "clip", identity, desc, device)
+    return _world_encoder("clip", load_world_clip, cfg, device)
 
 
 @kind(
@@ -555,10 +552,15 @@ def world_clip(cfg: dict, device: str) -> WorldModelEncoder:
 def world_dino(cfg: dict, device: str) -> WorldModelEncoder:
     from .world.encoders import load_world_dino
 
+    return _world_encoder("dino", load_world_dino, cfg, device)
+
+
+def _world_encoder(role: str, load, cfg: dict, device: str) -> WorldModelEncoder:
+    """A shipped world encoder folder, identified by its settings and weight files."""
     path = resolve_path(cfg.get("path"))
-    identity = {"dino": {**cfg, "path": str(path), "weights": weights_identity(path)}}
-    desc = KINDS["world_dino"].describe(cfg)[0]
-    return WorldModelEncoder(load_world_dino(path, device), "dino", identity, desc, device)
+    identity = {role: {**cfg, "path": str(path), "weights": weights_identity(path)}}
+    desc = KINDS[f"world_{role}"].describe(cfg)[0]
+    return WorldModelEncoder(load(path, device), role, identity, desc, device)
 
 
 @kind(

@@ -54,13 +54,35 @@ def _weights_fingerprint(folder: Path) -> dict:
     return out
 
 
+# The real CLIP tokenizer's vocabulary and special tokens, for text encoders built from scratch.
+CLIP_TEXT_IDS = dict(
+    vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407
+)
+
+
+def assemble_pipeline(vae, text_encoder, unet):
+    """A ``StableDiffusionPipeline`` from its models: the real CLIP tokenizer, SD 1.5's DDIM schedule."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from .tokenizer import clip_tokenizer
+
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=DDIMScheduler(**SCHEDULER_KW),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def build_tiny_pipeline(cfg: dict):
     """A random-init pipeline with SD 1.5's classes and the real CLIP tokenizer, seeded."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
-
-    from .tokenizer import clip_tokenizer
 
     torch.manual_seed(cfg["init_seed"])
     v, u, t = cfg["vae"], cfg["unet"], cfg["text_encoder"]
@@ -75,16 +97,7 @@ def build_tiny_pipeline(cfg: dict):
         norm_num_groups=v["norm_num_groups"],
         sample_size=cfg["resolution"],
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            max_position_embeddings=77,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-            **t,
-        )
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_TEXT_IDS, **t))
     unet = UNet2DConditionModel(
         sample_size=cfg["resolution"] // 2 ** (n - 1),
         in_channels=v["latent_channels"],
@@ -97,16 +110,7 @@ def build_tiny_pipeline(cfg: dict):
         attention_head_dim=u["attention_head_dim"],
         norm_num_groups=u["norm_num_groups"],
     )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        unet=unet,
-        scheduler=DDIMScheduler(**SCHEDULER_KW),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble_pipeline(vae, text_encoder, unet)
 
 
 def resolve_pretrained(path_or_id: str) -> Path:

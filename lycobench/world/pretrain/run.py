@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ... import __version__
+from ...models import assemble_pipeline
 from .. import vocab
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
@@ -42,25 +43,6 @@ def code_version(files: tuple[str, ...] = ()) -> str:
 def steps_for(minutes: float) -> dict[str, int]:
     scale = minutes / DEFAULT_MINUTES
     return {k: max(20, int(round(v * scale))) for k, v in DEFAULT_STEPS.items()}
-
-
-def assemble(vae, unet, text_encoder):
-    """A ``StableDiffusionPipeline`` with SD 1.5's classes, the real CLIP tokenizer and SD's noise schedule."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    from ...models import SCHEDULER_KW
-    from ...tokenizer import clip_tokenizer
-
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        unet=unet,
-        scheduler=DDIMScheduler(**SCHEDULER_KW),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
 
 
 def save_folder(pipe, folder: Path, manifest: dict) -> Path:
@@ -201,7 +183,7 @@ def pretrain(
     }
 
     def snapshot(step: int) -> None:
-        pipe = assemble(vae, trainer.unet_ema, trainer.te_ema)
+        pipe = assemble_pipeline(vae, trainer.te_ema, trainer.unet_ema)
         folder = save_folder(
             pipe,
             work / "snapshots" / f"step-{step:05d}",
@@ -214,6 +196,6 @@ def pretrain(
         vae = finetune_decoder(vae, data.images, steps["decoder"], seed, log=log)
         manifest["vae"]["holdout_psnr_db_after_decoder"] = round(psnr(reconstruct(vae, holdout), holdout), 2)
     manifest["wall_s"] = round(time.time() - t_start)
-    save_folder(assemble(vae, trainer.unet_ema, trainer.te_ema), out, manifest)
+    save_folder(assemble_pipeline(vae, trainer.te_ema, trainer.unet_ema), out, manifest)
     log({"stage": "done", "folder": str(out), "minutes": (time.time() - t_start) / 60})
     return out
