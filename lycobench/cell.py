@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .config import factors, to_yaml
+from .devices import numerics_identity
 from .store import (
     RunDir,
     atomic_write_json,
@@ -104,7 +105,7 @@ class Cell:
                 "model": self.model_key,
                 "adapter": c(cfg.adapter),
                 "target": c(cfg.target),
-                "train": c(cfg.train),
+                "train": numerics_identity(c(cfg.train), "train"),
                 "seed": int(cfg.seed),
                 "data": data_fingerprint(self.concepts),
                 "versions": versions(),
@@ -114,7 +115,7 @@ class Cell:
         gen_key = content_key(
             {
                 "train": train_key,
-                "generate": c(g),
+                "generate": numerics_identity(c(g), "generate"),
                 "plan": [p.__dict__ for p in self.plan],
                 "templates": self.templates,
             }

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .devices import resolve_device, speed_up_unet
 from .prompts import PromptImage, parse_expect
 from .store import atomic_write_bytes, content_key
 
@@ -40,17 +41,6 @@ def sampler_settings(gcfg: DictConfig, resolution: int) -> dict:
         "negative_prompt": gcfg.negative_prompt,
         "resolution": resolution,
     }
-
-
-def resolve_device(device: str | None) -> str:
-    """``auto``: CUDA when available, else the CPU."""
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"generate.device={device!r} but CUDA is not available: use generate.device=auto or cpu"
-        )
-    return str(device)
 
 
 def numerics(pipe, device: str, dtype: str, invariant: bool) -> dict:
@@ -360,6 +350,7 @@ def generate(
     dtype = resolve_dtype(gcfg.get("dtype"), device)
     pipe = load_pipeline(cfg.model, Path(sweep_dir) / "cache", device=device, dtype=dtype)
     configure_sampler(pipe, settings["sampler"])
+    speed_up_unet(pipe.unet, device, compile_unet=bool(gcfg.get("compile", False)))
     invariant = device == "cpu" and bool(gcfg.get("cpu_batch_invariant", True))
     numeric = numerics(pipe, device, dtype, invariant)
     sampler_text = json.dumps({**settings, "dtype": dtype}, sort_keys=True)

@@ -463,20 +463,22 @@ def _shap(scores, configs, out: Path, cache: Cache, result: dict):
     if rows.empty:
         result["skipped"].append(("SHAP", "CatBoost + SHAP", "no checkpoint in the SHAP fit set"))
         return pd.DataFrame()
-    groups = list(rows.groupby(["category", *an.ID], sort=True))
-    results = []
-    for i, ((category, *col), g) in enumerate(groups):
+    jobs = []
+    for (category, *col), g in rows.groupby(["category", *an.ID], sort=True):
         column = dict(zip(an.ID, col))
-        label = f"{column['metric']}({column['prompt_type']})"
         name = f"shap/{slug(category)}/{slug('-'.join(str(c) for c in col))}"
         g = g.sort_values(["cell", "seed", "step"])
         key = frame_key(g[["cell", "seed", "step", "score", *an.FEATURES]], extra=an.CATBOOST_PARAMS)
-        if cache.fresh(f"{name}.json", key):
-            res = _load_shap(out / f"{name}.json")
-        else:
-            _progress(f"CatBoost + SHAP {i + 1}/{len(groups)}: {category} / {label}")
-            res = an.fit_shap(g, category, column)
+        jobs.append((category, column, name, g, key))
+    fitted = _fit_missing([j for j in jobs if not cache.fresh(f"{j[2]}.json", j[4])])
+    results = []
+    for category, column, name, _g, key in jobs:
+        label = f"{column['metric']}({column['prompt_type']})"
+        if name in fitted:
+            res = fitted[name]
             _write_if_changed(out / f"{name}.json", _dump_shap(res))
+        else:
+            res = _load_shap(out / f"{name}.json")
         results.append(res)
         title = f"{category}: {label}"
         if res.shap is None:
@@ -493,6 +495,30 @@ def _shap(scores, configs, out: Path, cache: Cache, result: dict):
     _write_if_changed(out / "shap" / "summary.csv", table.to_csv(index=False, float_format="%.6g"))
     cache.made("shap/summary.csv")
     return table
+
+
+def _fit_missing(jobs: list) -> dict:
+    """CatBoost + SHAP fits not in the cache, on every core: each fit is single-threaded and seeded, and
+    CatBoost releases the GIL while fitting, so threads give the same models in a fraction of the time."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import analysis as an
+
+    done: dict = {}
+
+    def fit(job):
+        category, column, name, g, _ = job
+        res = an.fit_shap(g, category, column)
+        done[name] = res
+        _progress(
+            f"CatBoost + SHAP {len(done)}/{len(jobs)}: {category} / {column['metric']}({column['prompt_type']})"
+        )
+        return res
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        list(pool.map(fit, jobs))
+    return done
 
 
 def _r2_caption(res) -> str:

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import adapters
 from .data import IMAGE_POLICY, Concept, to_rgb
+from .devices import autocast, grad_scaler, resolve_amp, resolve_device, speed_up_unet
 from .store import atomic_write_text, atomic_write_with, content_key, file_sha256
 
 log = logging.getLogger("lycobench")
@@ -115,7 +116,8 @@ def tokenize(tokenizer, texts: list[str]) -> torch.Tensor:
 @torch.no_grad()
 def embed(text_encoder, ids: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """Frozen text-encoder outputs (last hidden state), computed once for the whole run."""
-    return torch.cat([text_encoder(ids[i : i + batch])[0] for i in range(0, len(ids), batch)])
+    dev = text_encoder.device
+    return torch.cat([text_encoder(ids[i : i + batch].to(dev))[0] for i in range(0, len(ids), batch)])
 
 
 def constant_with_warmup(warmup: int):
@@ -126,8 +128,9 @@ def diffusion_loss(
     unet, latents, cond, alphas_cumprod, prediction: str, n_timesteps: int, gen
 ) -> torch.Tensor:
     """Noise-prediction MSE at uniformly drawn timesteps (epsilon or v target, as the scheduler says)."""
-    noise = torch.randn(latents.shape, generator=gen)
-    t = torch.randint(0, n_timesteps, (len(latents),), generator=gen)
+    # drawn on the CPU generator whatever the device: the same noise stream on every device
+    noise = torch.randn(latents.shape, generator=gen).to(latents.device)
+    t = torch.randint(0, n_timesteps, (len(latents),), generator=gen).to(latents.device)
     a = alphas_cumprod[t].view(-1, 1, 1, 1)
     noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
     target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
@@ -228,7 +231,10 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
     tcfg = cfg.train
     seed = int(cfg.seed)
     ckpt_epochs = checkpoint_epochs(tcfg)
-    pipe = load_pipeline(cfg.model, cache_dir)
+    device = resolve_device(tcfg.get("device"), "train.device")
+    amp = resolve_amp(tcfg.get("mixed_precision"), device)
+    pipe = load_pipeline(cfg.model, cache_dir, device=device, dtype="float32")  # float32 master weights
+    speed_up_unet(pipe.unet, device, compile_unet=bool(tcfg.get("compile", False)))
     resolution = int(cfg.model.resolution)
     unet, text_encoder = pipe.unet, pipe.text_encoder
     for m in (unet, text_encoder, pipe.vae):
@@ -242,15 +248,18 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
 
     adapter_cfg, target_cfg = OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target)
     adapter = adapters.attach(pipe, adapter_cfg, target_cfg, train_te, seed)
+    for net in adapter.networks.values():  # LyCORIS builds its modules on the CPU
+        net.to(device)
     adapter.train(True)
     params = adapter.parameters()
     opt = torch.optim.AdamW(
         params, lr=effective_lr(cfg), weight_decay=float(tcfg.weight_decay), betas=tuple(tcfg.betas)
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, constant_with_warmup(int(tcfg.warmup_steps)))
+    scaler = grad_scaler(amp)
     noise_sched = pipe.scheduler
     loss_args = (
-        noise_sched.alphas_cumprod,
+        noise_sched.alphas_cumprod.to(device),
         noise_sched.config.prediction_type,
         noise_sched.config.num_train_timesteps,
     )
@@ -271,6 +280,8 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
         gen.set_state(state["generator"])
         random.setstate(state["python_random"])
         torch.set_rng_state(state["torch_random"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         log_rows, saved, step = (
             state["log"],
             {int(k): Path(v) for k, v in state["saved"].items()},
@@ -298,22 +309,25 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
         order = torch.randperm(len(samples), generator=gen).tolist()
         for b in range(steps_per_epoch):
             batch = [samples[i] for i in order[b * bs : (b + 1) * bs]]
-            latents = torch.stack([s.latent for s in batch])
+            latents = torch.stack([s.latent for s in batch]).to(device)
             drop = (torch.rand(len(batch), generator=gen) < float(tcfg.caption_dropout)).tolist()
-            if train_te:
-                ids = torch.cat([empty_ids if d else s.input_ids[None] for s, d in zip(batch, drop)])
-                cond = text_encoder(ids)[0]
-            else:
-                cond = torch.stack([empty_cond if d else s.cond for s, d in zip(batch, drop)])
-            loss = diffusion_loss(unet, latents, cond, *loss_args, gen)
+            with autocast(amp, device):
+                if train_te:
+                    ids = torch.cat([empty_ids if d else s.input_ids[None] for s, d in zip(batch, drop)])
+                    cond = text_encoder(ids.to(device))[0]
+                else:
+                    cond = torch.stack([empty_cond if d else s.cond for s, d in zip(batch, drop)]).to(device)
+                loss = diffusion_loss(unet, latents, cond, *loss_args, gen)
             if not torch.isfinite(loss):
                 raise diverged(f"loss is {loss.item()}", epoch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
-            if not torch.isfinite(grad_norm):
+            if not torch.isfinite(grad_norm) and not scaler.is_enabled():
                 raise diverged(f"gradient norm is {grad_norm.item()}", epoch)
-            opt.step()
+            scaler.step(opt)  # with fp16 loss scaling, an overflowing step is skipped and the scale lowered
+            scaler.update()
             sched.step()
             step += 1
             seconds = time.perf_counter() - t0
@@ -334,6 +348,7 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
                     state_path, state_key, epoch=epoch, step=step, saved=saved, log=log_rows,
                     optimizer=opt.state_dict(), scheduler=sched.state_dict(), generator=gen.get_state(),
                     python_random=random.getstate(), torch_random=torch.get_rng_state(),
+                    scaler=scaler.state_dict(),
                 )  # fmt: skip
     _write_log(log_path, log_rows)
     return saved

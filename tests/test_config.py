@@ -33,6 +33,21 @@ def test_every_configuration_of_every_sweep_composes(sweep):
         OmegaConf.to_container(cfg, resolve=True)
 
 
+@pytest.mark.parametrize("sweep", group_options("sweep"))
+def test_a_sweeps_own_values_are_what_its_cells_get(sweep):
+    """The sweep file's top-level values (concepts) beat conf/config.yaml's defaults; the command line
+    beats both."""
+    import yaml
+
+    from lycobench.config import CONF_DIR
+
+    own = yaml.safe_load((CONF_DIR / "sweep" / f"{sweep}.yaml").read_text())
+    base = compose([f"sweep={sweep}"])
+    cell = compose_cell([f"sweep={sweep}"], next(iter(base.sweep.configs)), 23, base=base)
+    assert list(base.concepts) == list(cell.concepts) == own["concepts"]
+    assert list(compose([f"sweep={sweep}", "concepts=[examples/zq-star]"]).concepts) == ["examples/zq-star"]
+
+
 def test_configuration_overrides_apply():
     cfg = compose_cell(["sweep=smoke"], "lora-dim4", 24)
     assert (cfg.adapter.dim, cfg.adapter.alpha, cfg.seed) == (4, 2, 24)

@@ -264,3 +264,17 @@ def test_run_command_with_an_external_adapter(trained, tmp_path, cli):
     runs = list((tmp_path / "smoke" / "runs").glob("custom-external-*/seed=23"))
     assert len(runs) == 1 and (runs[0] / "checkpoints" / "step-4.safetensors").is_file()
     assert (runs[0] / "metrics.parquet").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_cuda_training_in_mixed_precision(cache, tmp_path, amp):
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    cfg = compose([*SMALL, "train.device=cuda", f"train.mixed_precision={amp}"])
+    saved, log = run(cfg, tmp_path, cache)
+    assert sorted(saved) == [2, 4]
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in log)
+    from safetensors.torch import load_file
+
+    assert all(t.dtype == torch.float32 for t in load_file(str(saved[4])).values())  # master weights

@@ -25,6 +25,20 @@ def test_pretraining_data_is_base_world_only():
     assert data.captions([0, 1, 2], rng1) == WorldData(3, seed=0).captions([0, 1, 2], rng2)
 
 
+def test_vae_figures_are_random_multicoloured_and_never_a_concept():
+    from lycobench.world.pretrain.data import render_32
+    from lycobench.world.pretrain.figures import random_figure_scenes
+
+    scenes = random_figure_scenes(40, seed=3)
+    assert scenes == random_figure_scenes(40, seed=3)  # seeded
+    assert all(s.concept is None and len(s.figure) >= 3 for s in scenes)
+    assert all(len({p.colour for p in s.figure}) == len(s.figure) for s in scenes)  # one colour per part
+    assert len({tuple(p.args) for s in scenes for p in s.figure}) == sum(len(s.figure) for s in scenes)
+    images = render_32(scenes)
+    assert images.shape == (40, 32, 32, 3)
+    assert np.mean([len(np.unique(im.reshape(-1, 3), axis=0)) for im in images]) > 40  # many colours
+
+
 def test_missing_world_model_names_the_command(tmp_path):
     with pytest.raises(ModelNotFound, match="world pretrain"):
         world_folder(str(tmp_path))

@@ -14,7 +14,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         folder = pretrain(
             Path(args.out or SHIPPED), args.work, minutes=args.minutes, seed=args.seed, threads=args.threads,
             vae_steps=args.vae_steps, unet_steps=args.unet_steps, decoder_steps=args.decoder_steps,
-            images=args.images,
+            images=args.images, vae_figures=args.vae_figures,
         )  # fmt: skip
         print(f"wrote {folder}; measure it with `python -m lycobench world check --out FILE`")
     if args.what in ("all", "encoders"):
@@ -68,6 +68,10 @@ def add_commands(sub) -> None:
         "--decoder-steps", type=int, help="override the VAE-decoder fine-tune step count (0: none)"
     )
     p.add_argument("--images", type=int, default=30_000, help="training renders (default 30000)")
+    p.add_argument(
+        "--vae-figures", type=float, default=0.0,
+        help="share of random multi-part figures among the VAE's images (default 0: base scenes only)",
+    )  # fmt: skip
     p.set_defaults(func=_pretrain)
 
     c = sub.add_parser("check", help="measure the world base model, LoRA fine-tunes and the world encoders")

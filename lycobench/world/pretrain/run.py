@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ... import __version__
@@ -28,6 +29,7 @@ DEFAULT_STEPS = {"vae": 1500, "unet": 7000, "decoder": 1000}
 WORK = Path(tempfile.gettempdir()) / "lycobench-world-pretrain"
 N_IMAGES = 30_000
 N_HOLDOUT = 512  # VAE check images: another seed stream
+FIGURE_SEED = 7_000_001  # the random VAE figures' own seed stream (figures.py)
 
 
 def code_version(files: tuple[str, ...] = ()) -> str:
@@ -92,15 +94,19 @@ def pretrain(
     snapshot_every: int = 500,
     batch: int = 32,
     images: int | None = None,
+    vae_figures: float = 0.0,
 ) -> Path:
     """Train everything from scratch and write the diffusers folder ``out``.
 
     Stages: VAE; UNet + text encoder on the VAE's latents; then the VAE decoder alone (encoder frozen, so
     the latent space the UNet learned is unchanged). The log (``pretrain-log.jsonl``), the VAE and snapshots
     of the EMA pipeline every ``snapshot_every`` steps go to ``work`` (default: a folder in the temp dir).
+    ``vae_figures``: the share of random multi-part figures among the VAE's images (0 = base scenes only,
+    the shipped recipe; see figures.py).
     """
     from ...tokenizer import clip_tokenizer
-    from .data import WorldData
+    from .data import WorldData, render_32
+    from .figures import random_figure_scenes
     from .generator import MIN_SNR, TEXT_CONFIG, UNET_CONFIG, Trainer
     from .vae import KL_WEIGHT, VAE_CONFIG, encode, finetune_decoder, psnr, reconstruct, train_vae
 
@@ -128,15 +134,24 @@ def pretrain(
     log({"stage": "data", "images": n_images, "seed": seed, "steps": json.dumps(steps)})
     data = WorldData(n_images, seed)
     holdout = WorldData(N_HOLDOUT, seed + 1_000_003).images
-    vae_settings = {
-        "seed": seed,
-        "steps": steps["vae"],
-        "images": n_images,
-        "code": code_version(("vae.py", "data.py")),
-    }
+    n_figures = round(n_images * vae_figures / (1 - vae_figures))
+    vae_settings = {"seed": seed, "steps": steps["vae"], "images": n_images}
+    if n_figures:
+        vae_settings |= {"figures": n_figures, "code": code_version(("vae.py", "data.py", "figures.py"))}
+    else:
+        vae_settings["code"] = code_version(("vae.py", "data.py"))
+    vae_images = None if n_figures else data.images
+
+    def codec_images():  # what the VAE and the decoder learn from: base scenes (and random figures)
+        nonlocal vae_images
+        if vae_images is None:
+            figures = render_32(random_figure_scenes(n_figures, seed + FIGURE_SEED))
+            vae_images = np.concatenate([data.images, figures])
+        return vae_images
+
     vae, vae_threads = resumed_vae(work / "vae.pt", vae_settings), threads
     if vae is None:
-        vae = train_vae(data.images, steps["vae"], seed, log=log)
+        vae = train_vae(codec_images(), steps["vae"], seed, log=log)
         torch.save({"vae": vae.state_dict(), "settings": vae_settings, "threads": threads}, work / "vae.pt")
     else:  # the VAE stage of an earlier run with the same settings (a restarted run resumes here)
         vae, vae_threads = vae
@@ -159,6 +174,7 @@ def pretrain(
             "resolution": 32,
             "heldout_pairs": vocab.HELDOUT_PAIRS,
             "concepts": "none (base scenes only)",
+            "vae_figures": {"images": n_figures, "seed": seed + FIGURE_SEED} if n_figures else None,
         },
         "steps": steps,
         "threads": {"vae": vae_threads, "unet": threads},
@@ -193,7 +209,7 @@ def pretrain(
 
     trainer.train(steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every)
     if steps["decoder"]:
-        vae = finetune_decoder(vae, data.images, steps["decoder"], seed, log=log)
+        vae = finetune_decoder(vae, codec_images(), steps["decoder"], seed, log=log)
         manifest["vae"]["holdout_psnr_db_after_decoder"] = round(psnr(reconstruct(vae, holdout), holdout), 2)
     manifest["wall_s"] = round(time.time() - t_start)
     save_folder(assemble_pipeline(vae, trainer.te_ema, trainer.unet_ema), out, manifest)
