@@ -24,6 +24,9 @@ PREFIXES = {"unet": "lora_unet", "text_encoder": "lora_te"}  # kohya-style key p
 # lycobench's algorithm names (conf/adapter/<name>.yaml) are LyCORIS's; "full" is the paper's native FT.
 ALGORITHMS = ("lora", "loha", "lokr", "full", "glora", "diag-oft", "boft", "ia3", "dylora")
 DORA_ALGORITHMS = ("lora", "loha", "lokr")  # DoRA weight decomposition (adapter.dora_wd=true)
+# Modules switched to LyCORIS's bypass forward (train/generate.bypass_forward): LoRA/LoCon only. Measured on the
+# world model, one thread: LoRA steps 21% and sampling 14% faster; LoHa unchanged; LoKr 7-24% slower.
+BYPASS_MODULES = ("LoConModule",)
 # Optional per-algorithm settings passed through to LyCORIS's modules when a config sets them.
 PASSTHROUGH = ("block_size", "constraint", "rescaled", "use_tucker", "decompose_both", "full_matrix")
 
@@ -45,6 +48,17 @@ class Adapter:
         for net in self.networks.values():
             out.update(lycoris_fixes.dylora_export(net, dict(net.state_dict())))
         return out
+
+    def set_bypass(self, on: bool) -> int:
+        """LyCORIS's bypass forward, y = W0 x + B(A x), on the BYPASS_MODULES (not with DoRA, whose weight
+        norm needs the whole weight): the same function, computed without rebuilding every wrapped weight
+        at every call. Returns the number of modules switched."""
+        n = 0
+        for m in self.modules():
+            if type(m).__name__ in BYPASS_MODULES and not getattr(m, "wd", False):
+                m.bypass_mode = bool(on)
+                n += 1
+        return n
 
     def set_multiplier(self, m: float) -> None:
         for net in self.networks.values():

@@ -392,6 +392,7 @@ def generate(
                 )
                 for net in adapter.networks.values():  # LyCORIS builds its modules in float32 on the CPU
                     net.to(device=pipe.unet.device, dtype=pipe.unet.dtype)
+                adapter.set_bypass(bool(gcfg.get("bypass_forward", False)))
             else:
                 adapters.load_weights(adapter, ckpt)
             adapter.train(False)

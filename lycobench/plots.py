@@ -371,5 +371,7 @@ def image_grid(
             strip(x0 + j * (cell_w + pad), y, imgs)
         y += thumb + pad
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG", optimize=True)
+    sheet.save(
+        buf, format="PNG", compress_level=6
+    )  # optimize=True took seconds per sheet for ~5% smaller files
     atomic_write_bytes(path, buf.getvalue())

@@ -250,6 +250,7 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
     adapter = adapters.attach(pipe, adapter_cfg, target_cfg, train_te, seed)
     for net in adapter.networks.values():  # LyCORIS builds its modules on the CPU
         net.to(device)
+    adapter.set_bypass(bool(tcfg.get("bypass_forward", False)))
     adapter.train(True)
     params = adapter.parameters()
     opt = torch.optim.AdamW(

@@ -447,3 +447,43 @@ def test_upstream_full_module_adds_a_loaded_diff_to_the_current_weight():
     net.load_state_dict(sd)
     assert torch.equal(m.weight, once)
     torch.testing.assert_close(once - m._org_weight[0], sd[f"{m.lora_name}.diff"])
+
+
+def test_bypass_forward_only_where_it_is_faster(tiny):
+    for algo in ("loha", "lokr"):
+        adapter = adapters.attach(fresh(tiny), small(algo), conf("target", "attn-only"), False, 0)
+        assert adapter.set_bypass(True) == 0 and not any(m.bypass_mode for m in adapter.modules())
+
+
+@pytest.mark.parametrize("algo", ["lora"])
+def test_bypass_forward_computes_the_same_function(tiny, algo):
+    """The bypass forward (W0 x + B A x) gives the rebuild forward's outputs and gradients within float
+    error, for every wrapped linear layer and convolution; DoRA keeps the rebuild forward."""
+    pipe = fresh(tiny)
+    adapter = adapters.attach(pipe, small(algo), conf("target", "full"), train_text_encoder=True, seed=0)
+    perturb(adapter)
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    ids = pipe.tokenizer(["zqx toy"], padding="max_length", return_tensors="pt").input_ids
+
+    def run():
+        for p in adapter.parameters():
+            p.grad = None
+        out = pipe.unet(x, 500, encoder_hidden_states=pipe.text_encoder(ids)[0]).sample
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in adapter.parameters() if p.grad is not None]
+
+    switchable = [m for m in adapter.modules() if type(m).__name__ in adapters.BYPASS_MODULES]
+    assert len(switchable) > 30  # linear layers and convolutions (norm modules have no bypass)
+    assert adapter.set_bypass(False) == len(switchable)
+    ref, ref_grads = run()
+    assert adapter.set_bypass(True) == len(switchable)
+    out, grads = run()
+    assert all(m.bypass_mode for m in switchable)
+    assert (out - ref).abs().max() < 1e-5
+    assert len(grads) == len(ref_grads)
+    assert all(torch.allclose(g, r, rtol=1e-3, atol=1e-6) for g, r in zip(grads, ref_grads))
+
+    dora = adapters.attach(
+        fresh(tiny), {**small(algo), "dora_wd": True}, conf("target", "attn-only"), False, 0
+    )
+    assert dora.set_bypass(True) == 0

@@ -126,3 +126,12 @@ def test_tiny_pretrain_is_deterministic(tmp_path, monkeypatch):
         pipe = check.load_pipe(folder)
         outs.append(check.sample(pipe, ["a red circle"], seed=1))
     assert np.array_equal(outs[0], outs[1])
+
+
+def test_vae_roundtrip_bounds_what_a_fine_tune_can_reach():
+    from lycobench.world.concepts import load_concepts
+    from lycobench.world.oracle import Oracle
+
+    rates = check.vae_roundtrip(check.load_pipe(SHIPPED), load_concepts()["bolt"], Oracle.load())
+    assert rates["training_images"] == 1.0  # the oracle reads every rendered training image
+    assert 0.0 <= rates["vae_roundtrip"] <= rates["training_images"]
