@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup browser sweep test lint format clean
+.PHONY: setup browser sweep reference test lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ browser:
 sweep: setup
 	$(PY) -m lycobench sweep $(ARGS)
 
+# The published reference study: the paper sweep on the world (resumes; a finished one only rebuilds its
+# report), its report copied to results/reference/paper/ (tracked in git; no checkpoints, no run folders).
+reference: setup
+	$(PY) -m lycobench sweep sweep=paper $(ARGS)
+	rm -rf results/reference/paper && mkdir -p results/reference
+	cp -r results/paper/report results/reference/paper && rm -f results/reference/paper/.cache.json
+
 test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -34,5 +41,6 @@ lint: setup
 format: setup
 	$(PY) -m ruff format . && $(PY) -m ruff check --fix .
 
-clean:
-	rm -rf $(VENV) results
+clean:  # keeps the published reference study
+	rm -rf $(VENV)
+	[ ! -d results ] || find results -mindepth 1 -maxdepth 1 ! -name reference -exec rm -rf {} +

@@ -330,15 +330,24 @@ def image_grid(
     columns: list[str],
     rows: list[tuple[str, list[list[Path | None]]]],
     path: Path,
-    thumb: int = 96,
+    thumb: int | None = None,
 ) -> None:
     """A contact sheet: the base model's images on top, then one row per configuration with one cell per
     checkpoint column, each cell a strip of images (the same prompt indices, hence the same generation
-    seeds, everywhere)."""
+    seeds, everywhere). Thumbnails are 96 px, or twice the images' side when that is smaller (the world's
+    32 px images at 64 px: legible, and a sheet a third the size)."""
     from PIL import Image, ImageDraw, ImageFont
 
     if not rows and not base:
         raise Skip("no images")
+    if thumb is None:
+        paths = [
+            p for p in [*base, *(p for _, cells in rows for c in cells for p in c)] if p and Path(p).is_file()
+        ]
+        thumb = 96
+        if paths:
+            with Image.open(paths[0]) as im:
+                thumb = min(96, 2 * im.size[0])
     font = ImageFont.load_default()
     per = max([len(base)] + [len(imgs) for _, cells in rows for imgs in cells])
     pad, label_w, head_h = 6, 160, 18
