@@ -23,12 +23,12 @@ browser:
 sweep: setup
 	$(PY) -m lycobench sweep $(ARGS)
 
-# The published reference study: the paper sweep on the world (resumes; a finished one only rebuilds its
-# report), its report copied to results/reference/paper/ (tracked in git; no checkpoints, no run folders).
+# The published reference study: the paper sweep on the world (resumes: a finished one is skipped), its
+# report written to results/reference/paper/ (tracked in git) with image grids of two prompt types only.
 reference: setup
 	$(PY) -m lycobench sweep sweep=paper $(ARGS)
-	rm -rf results/reference/paper && mkdir -p results/reference
-	cp -r results/paper/report results/reference/paper && rm -f results/reference/paper/.cache.json
+	rm -rf results/reference/paper
+	$(PY) -m lycobench report results/paper --out=results/reference/paper --grids=trigger,alter
 
 test: setup browser
 	$(PY) -m ruff check .

@@ -682,6 +682,20 @@ SHAP_TARGETS = [
 ]
 
 
+# Metric curves over checkpoints: the SHAP targets plus, where measured, the oracle's concept detection,
+# attribute accuracy and base drift (one panel each; every column's numbers are in summary_ci.csv).
+CURVE_EXTRAS = [
+    ("concept_detection", "trigger"),
+    ("concept_detection", "alter"),
+    ("attribute_accuracy", "alter"),
+    ("base_drift", "agnostic"),
+]
+
+
+def curve_columns(scores: pd.DataFrame) -> set[tuple[str, str]]:
+    return shap_targets(scores) | (set(CURVE_EXTRAS) & measured(scores))
+
+
 def shap_targets(scores: pd.DataFrame) -> set[tuple[str, str]]:
     """SHAP_TARGETS with fallbacks applied, restricted to what the sweep measured."""
     avail = measured(scores)

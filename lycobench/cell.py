@@ -85,7 +85,8 @@ def data_fingerprint(concepts) -> list:
 
 
 class Cell:
-    def __init__(self, cfg: DictConfig, sweep_dir: Path):
+    def __init__(self, cfg: DictConfig, sweep_dir: Path, concepts: list | None = None):
+        """``concepts``: the loaded (validated) ``cfg.concepts``, when the caller has them already."""
         from .data import all_leaves, load_concepts
         from .models import model_identity
         from .prompts import plan_for, template_sources
@@ -93,7 +94,7 @@ class Cell:
         self.cfg = cfg
         self.sweep_dir = Path(sweep_dir)
         self.rd = RunDir.of(self.sweep_dir, cfg.cell, cfg.seed)
-        self.concepts = load_concepts(list(cfg.concepts))
+        self.concepts = concepts if concepts is not None else load_concepts(list(cfg.concepts))
         self.leaves = all_leaves(self.concepts)
         g = cfg.generate
         self.plan = plan_for(g, self.leaves)

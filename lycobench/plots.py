@@ -30,7 +30,7 @@ VARIED_MARKERS = {
     "alpha": "v",
     "dim,alpha": "s",
 }
-DPI = 100
+DPI = 80  # figures stay legible; PNGs 36% smaller than at 100 (the published study is in git)
 
 
 class Skip(Exception):
@@ -334,8 +334,8 @@ def image_grid(
 ) -> None:
     """A contact sheet: the base model's images on top, then one row per configuration with one cell per
     checkpoint column, each cell a strip of images (the same prompt indices, hence the same generation
-    seeds, everywhere). Thumbnails are 96 px, or twice the images' side when that is smaller (the world's
-    32 px images at 64 px: legible, and a sheet a third the size)."""
+    seeds, everywhere). Thumbnails are 96 px, or the images' own side when that is smaller (the world's
+    32 px images pixel for pixel, never upscaled: a browser zooms them without loss)."""
     from PIL import Image, ImageDraw, ImageFont
 
     if not rows and not base:
@@ -347,7 +347,7 @@ def image_grid(
         thumb = 96
         if paths:
             with Image.open(paths[0]) as im:
-                thumb = min(96, 2 * im.size[0])
+                thumb = min(96, im.size[0])
     font = ImageFont.load_default()
     per = max([len(base)] + [len(imgs) for _, cells in rows for imgs in cells])
     pad, label_w, head_h = 6, 160, 18

@@ -307,17 +307,22 @@ def slug(text: str) -> str:
 # --- the report ---------------------------------------------------------------------------------------------
 
 
-def build_report(sweep_dir: Path) -> tuple[Path, list[dict]]:
-    """Write report/ under the sweep folder; returns (report dir, unfinished runs)."""
+def build_report(
+    sweep_dir: Path, out: Path | None = None, grid_types: tuple[str, ...] | None = None
+) -> tuple[Path, list[dict]]:
+    """Write report/ under the sweep folder (or ``out``); returns (report dir, unfinished runs).
+    ``grid_types``: the prompt types that get image grids (default: every type)."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "runs").is_dir() and not (sweep_dir / "manifest.json").is_file():
         raise FileNotFoundError(
             f"{sweep_dir} is not a sweep folder (no manifest.json, no runs/): pass results/<sweep>"
         )
     finished, unfinished = scan(sweep_dir)
-    out = sweep_dir / "report"
+    out = Path(out) if out is not None else sweep_dir / "report"
     cache = Cache(out)
-    key = report_key(sweep_dir, finished, unfinished)
+    key = report_key(sweep_dir, finished, unfinished) + (
+        f"+grids={','.join(grid_types)}" if grid_types else ""
+    )
     if cache.complete(key):
         return out, unfinished
     _SOURCE[0] = _source_key()
@@ -344,7 +349,7 @@ def build_report(sweep_dir: Path) -> tuple[Path, list[dict]]:
     _write_if_changed(out / "failures.json", json.dumps(failures, indent=2, sort_keys=True) + "\n")
     cache.made("failures.json")
 
-    result = analyse(raw, out, cache, notes, sweep_dir, finished) if raw is not None else None
+    result = analyse(raw, out, cache, notes, sweep_dir, finished, grid_types) if raw is not None else None
     _write_if_changed(out / "metrics.md", _markdown_report(sweep_dir, finished, unfinished, summary, result))
     cache.made("metrics.md")
     from .html_report import render
@@ -385,7 +390,9 @@ def _progress(text: str) -> None:
     print(f"lycobench: report: {text}", file=sys.stderr, flush=True)
 
 
-def analyse(raw, out: Path, cache: Cache, notes: list[str], sweep_dir: Path, finished: list[dict]) -> dict:
+def analyse(
+    raw, out: Path, cache: Cache, notes: list[str], sweep_dir: Path, finished: list[dict], grid_types=None
+) -> dict:
     """Scores, tables, SHAP models and figures; returns what the HTML page shows."""
     from . import analysis as an
 
@@ -437,7 +444,7 @@ def analyse(raw, out: Path, cache: Cache, notes: list[str], sweep_dir: Path, fin
     }
     result["shap"] = _shap(scores, configs, out, cache, result)
     _figures(scores, summary, configs, corr, out, cache, result)
-    result["grids"] = _grids(sweep_dir, finished, out, cache)
+    result["grids"] = _grids(sweep_dir, finished, out, cache, grid_types=grid_types)
     return result
 
 
@@ -582,6 +589,7 @@ def _figures(scores, summary, configs, corr, out: Path, cache: Cache, result: di
     correlation heatmap; each skipped with a note when its metrics are absent."""
     from functools import partial
 
+    import numpy as np
     import pandas as pd
 
     from . import analysis as an
@@ -596,6 +604,7 @@ def _figures(scores, summary, configs, corr, out: Path, cache: Cache, result: di
             todo[name] = partial(fn, path=out / name)
 
     cats = sorted(scores.loc[scores["scope"] == "category", "group"].unique())
+    columns = an.curve_columns(scores)
     epochs = sorted(e for e in scores["epoch"].dropna().unique() if e > 0)
     style = configs[["cell", "algo", "varied"]]
     fronts = []
@@ -634,12 +643,13 @@ def _figures(scores, summary, configs, corr, out: Path, cache: Cache, result: di
             )  # fmt: skip
         curves = summary[(summary["scope"] == "category") & (summary["group"] == cat)]
         curves = curves.merge(scores[["metric", "higher_is_better"]].drop_duplicates("metric"), on="metric")
-        for metric, c in curves.groupby("metric", sort=True):  # one figure per metric: panels per prompt type
-            title = f"{cat}: {metric} over checkpoints (raw; mean over seeds, 95% bootstrap CI)"
-            draw(
-                "Metric curves", f"{cat}: {metric}", f"plots/curves/{slug(cat)}/{slug(metric)}.png",
-                frame_key(c, style), partial(plots.metric_curves, c, configs, title),
-            )  # fmt: skip
+        keep = np.array([c in columns for c in zip(curves["metric"], curves["prompt_type"])], dtype=bool)
+        c = curves[keep]
+        title = f"{cat}: the paper's criteria over checkpoints (raw; mean over seeds, 95% bootstrap CI)"
+        draw(
+            "Metric curves", cat, f"plots/curves/{slug(cat)}.png",
+            frame_key(c, style), partial(plots.metric_curves, c, configs, title),
+        )  # fmt: skip
     if fronts:
         table = pd.concat(fronts, ignore_index=True)
         _write_if_changed(out / "pareto.csv", table.to_csv(index=False, float_format="%.6g"))
@@ -683,7 +693,9 @@ def _draw_all(calls: dict) -> dict[str, str]:
     return {name: why for name, why in zip(calls, results) if why is not None}
 
 
-def _grids(sweep_dir: Path, finished: list[dict], out: Path, cache: Cache, per_cell: int = 3) -> list[dict]:
+def _grids(
+    sweep_dir: Path, finished: list[dict], out: Path, cache: Cache, per_cell: int = 3, grid_types=None
+) -> list[dict]:
     """Contact sheets per leaf x prompt type: the base model, then every configuration (its first finished
     seed) at every checkpoint, on the first ``per_cell`` images of the prompt file (same prompts, same
     generation seeds in every cell)."""
@@ -704,6 +716,8 @@ def _grids(sweep_dir: Path, finished: list[dict], out: Path, cache: Cache, per_c
         gen_key = read_json(r["root"] / "run.json").get("keys", {}).get("generate")
         frames.append(im.assign(cell=cell, seed_run=r["seed"], gen_key=gen_key))
     images = pd.concat(frames, ignore_index=True)
+    if grid_types:
+        images = images[images["prompt_type"].isin(list(grid_types))]
     grids = []
     for (leaf, ptype), g in images.groupby(["leaf", "prompt_type"], sort=True):
         idx = sorted(g.loc[g["step"] == 0, "index"].unique())[:per_cell]

@@ -61,12 +61,13 @@ def preflight(common: list[str]):
     concepts = {specs: load_concepts(list(specs)) for specs in concept_sets}
     check_prompts(generate_cfgs, concepts)
     check_evaluation(cfg)  # metric configuration and encoder weight files; loads no model
-    return cfg, cells
+    return cfg, cells, concepts
 
 
-def pending(cfg, cells: dict) -> list[str]:
+def pending(cfg, cells: dict, concepts: dict | None = None) -> list[str]:
     """The configurations with an unfinished seed, judged from the run folders' markers (no model is
-    loaded): a rerun of a finished sweep launches no job at all. Each job checks its markers again."""
+    loaded): a rerun of a finished sweep launches no job at all. Each job checks its markers again.
+    ``concepts``: preflight's loaded concepts per concept list (loaded again when absent)."""
     from .cell import STAGES, Cell
 
     out = []
@@ -74,7 +75,8 @@ def pending(cfg, cells: dict) -> list[str]:
         for seed in cfg.sweep.seeds:
             seeded = cell_cfg.copy()
             seeded.seed = int(seed)
-            cell = Cell(seeded, sweep_dir_of(seeded))
+            loaded = (concepts or {}).get(tuple(seeded.concepts))
+            cell = Cell(seeded, sweep_dir_of(seeded), loaded)
             if not all(cell.done(s) for s in STAGES):
                 out.append(name)
                 break
@@ -137,7 +139,7 @@ def sweep_command(overrides: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    cfg, cells = preflight(common)
+    cfg, cells, concepts = preflight(common)
     sweep_dir = sweep_dir_of(cfg)
     write_manifest(cfg, common)
     n = len(cfg.sweep.configs) * len(cfg.sweep.seeds)
@@ -145,7 +147,7 @@ def sweep_command(overrides: list[str]) -> int:
         f"lycobench: sweep {cfg.sweep.name!r}: {len(cfg.sweep.configs)} configurations x {len(cfg.sweep.seeds)} seeds = {n} runs -> {sweep_dir}",
         file=sys.stderr,
     )
-    todo = pending(cfg, cells)
+    todo = pending(cfg, cells, concepts)
     if not todo:
         print(f"lycobench: all {n} runs are done already", file=sys.stderr)
     try:
@@ -187,10 +189,11 @@ def run_command(overrides: list[str]) -> int:
     return 0
 
 
-def report_command(sweep_dir: str) -> int:
+def report_command(sweep_dir: str, out: str | None = None, grids: str | None = None) -> int:
     from .report import build_report
 
-    report_dir, unfinished = build_report(Path(sweep_dir))
+    grid_types = tuple(t for t in grids.split(",") if t) if grids else None
+    report_dir, unfinished = build_report(Path(sweep_dir), Path(out) if out else None, grid_types)
     print(f"lycobench: report: {report_dir / 'index.html'}")
     for u in unfinished:
         print(
