@@ -24,11 +24,12 @@ sweep: setup
 	$(PY) -m lycobench sweep $(ARGS)
 
 # The published reference study: the paper sweep on the world (resumes: a finished one is skipped), its
-# report written to results/reference/paper/ (tracked in git) with image grids of two prompt types only.
+# report written to results/reference/paper/ (tracked in git) in compact form, with image grids of two
+# prompt types only.
 reference: setup
 	$(PY) -m lycobench sweep sweep=paper $(ARGS)
 	rm -rf results/reference/paper
-	$(PY) -m lycobench report results/paper --out=results/reference/paper --grids=trigger,alter
+	$(PY) -m lycobench report results/paper --out=results/reference/paper --grids=trigger,alter --compact
 
 test: setup browser
 	$(PY) -m ruff check .

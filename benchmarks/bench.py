@@ -2,13 +2,16 @@
 
     python benchmarks/bench.py --out results/bench.json                 # every case; JSON + Markdown beside it
     python benchmarks/bench.py --case sweep --case rerun --sweep smoke --out /tmp/bench.json
+    python benchmarks/bench.py --out results/bench.json --keep results  # keep the sweeps' result folders
 
-Cases: train (steps/s), generate (images/s), metrics (evaluation images/s), sweep (the --sweep study end to
-end through the CLI: wall time, peak memory) and rerun (the same command on the finished results dir). Each
-case is a function in CASES returning ``{"lycobench": x, "baseline": y, "ratio": x / y, "unit": ...}`` (plus
-details; ``baseline`` and ``ratio`` null when there is none, a ``targets`` dict for the issue's targets);
-both numbers of a case come from one process, one machine and one model, so they are comparable. Add a case
-by adding a function to CASES; it takes the options it needs (``repeats``, ``sweep``) as keyword arguments.
+Cases: train (steps/s), generate (images/s), metrics (evaluation images/s), sweep (a study end to end
+through the CLI: wall time, peak memory) and rerun (the same command on the finished results dir); the sweep
+and rerun cases run once per ``--sweep`` (default: quick and paper, the two studies with targets) and are
+named ``sweep-<name>`` and ``rerun-<name>``. Each case is a function in CASES returning ``{"lycobench": x,
+"baseline": y, "ratio": x / y, "unit": ...}`` (plus details; ``baseline`` and ``ratio`` null when there is
+none, a ``targets`` dict for the issue's targets); both numbers of a case come from one process, one machine
+and one model, so they are comparable. Add a case by adding a function to CASES; it takes the options it
+needs (``repeats``, ``sweep``) as keyword arguments.
 """
 
 from __future__ import annotations
@@ -538,6 +541,7 @@ SWEEP_TARGET_S = {"quick": 300, "paper": 3600}  # end to end on the 2-core machi
 RERUN_TARGET_S = 10
 MEMORY_TARGET_GB = 4
 _FIRST_RUNS: dict[str, dict] = {}  # sweep name -> the first run's measurement and results dir
+KEEP: list[Path] = []  # --keep: the results dir whose sweep folders are kept (default: temporary ones)
 
 
 def _tree(root: int) -> list[int]:
@@ -596,13 +600,17 @@ def _timed_sweep(name: str, results_dir: Path) -> dict:
 
 
 def _first_run(name: str) -> dict:
-    """The sweep from scratch into a fresh results dir (removed at exit); measured once per invocation."""
+    """The sweep from scratch into a fresh results dir (removed at exit unless --keep); measured once per
+    invocation."""
     import atexit
     import shutil
 
     if name not in _FIRST_RUNS:
-        results_dir = Path(tempfile.mkdtemp(prefix=f"lycobench-bench-{name}-"))
-        atexit.register(shutil.rmtree, results_dir, ignore_errors=True)
+        if KEEP:
+            results_dir = KEEP[0]
+        else:
+            results_dir = Path(tempfile.mkdtemp(prefix=f"lycobench-bench-{name}-"))
+            atexit.register(shutil.rmtree, results_dir, ignore_errors=True)
         _FIRST_RUNS[name] = {**_timed_sweep(name, results_dir), "results_dir": results_dir}
     return _FIRST_RUNS[name]
 
@@ -711,8 +719,10 @@ def machine() -> dict:
 
 
 def _options(case: Callable[..., dict], args: argparse.Namespace) -> dict:
-    """The command-line options a case takes (``repeats``, ``sweep``)."""
-    return {k: getattr(args, k) for k in inspect.signature(case).parameters if hasattr(args, k)}
+    """The command-line options a case takes (``repeats``; ``sweep`` is set per sweep by main)."""
+    return {
+        k: getattr(args, k) for k in inspect.signature(case).parameters if k != "sweep" and hasattr(args, k)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -728,18 +738,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions per measurement")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument(
-        "--sweep", default="quick", help="the sweep of the sweep and rerun cases (conf/sweep/<name>.yaml)"
+        "--sweep",
+        action="append",
+        help="a sweep of the sweep and rerun cases (conf/sweep/<name>.yaml; default: quick and paper)",
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="results dir for the sweeps' first runs, kept afterwards (its <sweep> folders must not exist)",
     )
     args = parser.parse_args(argv)
+    sweeps = args.sweep or ["quick", "paper"]
+    if args.keep:  # a first run into a finished folder would measure a rerun: refuse before any work
+        taken = [args.keep / s for s in sweeps if (args.keep / s).exists()]
+        if taken:
+            parser.error(
+                f"--keep {args.keep}: {', '.join(map(str, taken))} exists; remove it or keep elsewhere"
+            )
+        KEEP[:] = [args.keep]
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)  # on a shared machine, 1 avoids threads waiting on each other
+    runs = []  # (result name, case, options)
+    for case in args.case or sorted(CASES):
+        options = _options(CASES[case], args)
+        if "sweep" in inspect.signature(CASES[case]).parameters:
+            runs += [(f"{case}-{s}", case, {**options, "sweep": s}) for s in sweeps]
+        else:
+            runs.append((case, case, options))
     results: dict = {}
-    for name in args.case or sorted(CASES):
+    for name, case, options in runs:
         t0 = time.perf_counter()
         at_start = machine()
-        results[name] = {**CASES[name](**_options(CASES[name], args)), "machine": at_start}
+        results[name] = {**CASES[case](**options), "machine": at_start}
         print(f"{name}: {json.dumps(results[name])} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -76,18 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         return _guard(run_command, args)
     if command == "report":
         opts = dict(a.removeprefix("--").split("=", 1) for a in args if a.startswith("--") and "=" in a)
-        paths = [a for a in args if not a.startswith("--")]
-        if wants_help or len(paths) != 1 or set(opts) - {"out", "grids"}:
+        flags = {a.removeprefix("--") for a in args if a.startswith("--") and "=" not in a} - {"help"}
+        paths = [a for a in args if not a.startswith("-")]
+        if wants_help or len(paths) != 1 or set(opts) - {"out", "grids"} or flags - {"compact"}:
             print(
-                "usage: python -m lycobench report <results-dir>/<sweep> [--out=DIR] [--grids=TYPE,TYPE]\n\n"
+                "usage: python -m lycobench report <results-dir>/<sweep> [--out=DIR] [--grids=TYPE,TYPE] [--compact]\n\n"
                 "Rebuilds report/ (index.html, scores.parquet, tables, SHAP, plots, image grids) from the run folders alone.\n"
-                "--out: write it elsewhere (a self-contained folder); --grids: image grids for these prompt types only.\n"
+                "--out: write it elsewhere (a self-contained folder); --grids: image grids for these prompt types only;\n"
+                "--compact: the form to publish (tables over 256 KB as .csv.gz, 256-colour PNGs, no every-column tables).\n"
                 "Exits 1 when some runs failed or are not finished, and lists them."
             )
             return 0 if wants_help else 2
         from .sweep import report_command
 
-        return _guard(report_command, paths[0], opts.get("out"), opts.get("grids"))
+        return _guard(report_command, paths[0], opts.get("out"), opts.get("grids"), "compact" in flags)
     if command in EXTERNAL:
         import importlib
 

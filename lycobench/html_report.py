@@ -71,8 +71,14 @@ def _label(r) -> str:
 
 
 def render(
-    sweep: str, finished: list[dict], unfinished: list[dict], result: dict | None, notes: list[str]
+    sweep: str,
+    finished: list[dict],
+    unfinished: list[dict],
+    result: dict | None,
+    notes: list[str],
+    compact: bool = False,
 ) -> str:
+    """The page; ``compact`` leaves out the every-column tables (they are in summary_ci.csv)."""
     parts = [
         # an empty icon: without one a browser asks the server for /favicon.ico, a 404 on every load
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
@@ -105,7 +111,7 @@ def render(
     sections = [
         ("ranking", "Ranking of algorithms", _ranking(result)),
         ("configs", "Configurations", _configs(result)),
-        ("summary", "Scores per category", _summary(result)),
+        ("summary", "Scores per category", _summary(result, every_column=not compact)),
         ("best", "Best checkpoints and overfitting alarms", _best(result)),
         ("paired", "Paired comparisons", _paired(result)),
         ("shap", "CatBoost + SHAP", _shap(result)),
@@ -114,7 +120,7 @@ def render(
         ("curves", "Metric curves over checkpoints", _figs(result, "Metric curves")),
         ("corr", "Correlations", _figs(result, "Correlations")),
         ("grids", "Image grids", _grids(result)),
-        ("files", "Files", _files()),
+        ("files", "Files", _files(result)),
     ]
     parts.append("<nav>" + "".join(f"<a href='#{a}'>{escape(t)}</a>" for a, t, _ in sections) + "</nav>")
     for a, t, body in sections:
@@ -196,7 +202,7 @@ def _wide(g: pd.DataFrame, link: str) -> pd.DataFrame:
     return wide
 
 
-def _summary(result: dict) -> str:
+def _summary(result: dict, every_column: bool = True) -> str:
     s = result["summary"]
     s = s[s["scope"].isin(["category", "all"])]
     head = _headline(result)
@@ -211,19 +217,20 @@ def _summary(result: dict) -> str:
         if len(main):
             wide = _wide(main, link)
             out.append(table(wide, left=("cell",), raw_html=tuple(wide.columns)))
-        rest = s[in_group]
-        n_cols = rest[["metric", "prompt_type", "encoder", "level"]].drop_duplicates().shape[0]
-        wide = _wide(rest, link)
-        out.append(
-            f"<details><summary>every metric column ({n_cols})</summary>"
-            + table(wide, left=("cell",), raw_html=tuple(wide.columns))
-            + "</details>"
-        )
+        if every_column:
+            rest = s[in_group]
+            n_cols = rest[["metric", "prompt_type", "encoder", "level"]].drop_duplicates().shape[0]
+            wide = _wide(rest, link)
+            out.append(
+                f"<details><summary>every metric column ({n_cols})</summary>"
+                + table(wide, left=("cell",), raw_html=tuple(wide.columns))
+                + "</details>"
+            )
     return (
         "<p>Normalised score (mean over seeds, 95% bootstrap CI over seeds) and the raw metric (mean over "
         "leaves and seeds) per configuration and checkpoint epoch, for the metric columns the paper plots; "
-        "every other column is one click away. A configuration's name links to its images. Full table: "
-        "<a href='summary_ci.csv'>summary_ci.csv</a>; every score and raw value per leaf, class, category and "
+        f"every other column is {'one click away' if every_column else 'in the full table'}. A "
+        f"configuration's name links to its images. Full table: {_link(result, 'summary_ci.csv')}; every score and raw value per leaf, class, category and "
         "checkpoint: <a href='scores.parquet'>scores.parquet</a>.</p>" + "".join(out)
     )
 
@@ -255,7 +262,7 @@ def _paired(result: dict) -> str:
         "<p>a vs b on the same leaves, prompts, generation seeds and training seeds, pooled over checkpoints; "
         "the difference is in normalised score (positive: a better). d_z = mean / sd of the paired "
         "differences; win rate = share of units where a is better. Criterion metrics only here; every metric "
-        "and every epoch: <a href='paired.csv'>paired.csv</a>.</p>"
+        f"and every epoch: {_link(result, 'paired.csv')}.</p>"
         + table(q[cols], left=("a", "b", "kind", "column"), raw_html=("mean diff [CI]",))
     )
 
@@ -268,7 +275,7 @@ def _shap(result: dict) -> str:
         "normalised category scores of every checkpoint in the fit set, with the paper's five features; "
         "R² is cross-validated with folds grouped by training seed. A model whose cross-validated R² is "
         f"below {R2_RELIABLE} explains too little: its attributions are marked unreliable. "
-        "<a href='shap/summary.csv'>shap/summary.csv</a></p>"
+        f"{_link(result, 'shap/summary.csv')}</p>"
     ]
     if t is not None and len(t):
         v = t.copy()
@@ -329,7 +336,7 @@ def _grids(result: dict) -> str:
     return "".join(parts)
 
 
-def _files() -> str:
+def _files(result: dict) -> str:
     files = [
         ("scores.parquet", "every normalised score and raw value: leaf, class, category and all scopes"),
         ("summary_ci.csv", "means over seeds with bootstrap CIs"),
@@ -346,4 +353,10 @@ def _files() -> str:
         ("summary.csv", "raw metric means per configuration and step"),
         ("failures.json", "runs not finished"),
     ]
-    return "<ul>" + "".join(f"<li><a href='{f}'>{f}</a>: {escape(d)}</li>" for f, d in files) + "</ul>"
+    return "<ul>" + "".join(f"<li>{_link(result, f)}: {escape(d)}</li>" for f, d in files) + "</ul>"
+
+
+def _link(result: dict, name: str) -> str:
+    """A link to a table, under the name it was written as (``.csv.gz`` in a compact report)."""
+    f = escape(result.get("files", {}).get(name, name))
+    return f"<a href='{f}'>{f}</a>"

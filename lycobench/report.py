@@ -8,6 +8,8 @@ code), and every figure and SHAP model by the content of its own inputs, in repo
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import re
 import sys
@@ -211,11 +213,17 @@ def load_metrics(finished: list[dict]):
 MANAGED = ("plots", "shap", "grids")  # report/ sub-folders whose files are all made (and removed) here
 
 
-class Cache:
-    """report/.cache.json: artifact (path under report/) -> content key of its inputs."""
+COMPACT_GZIP_BYTES = 256 * 1024  # compact reports gzip tables above this size
 
-    def __init__(self, out: Path):
+
+class Cache:
+    """report/.cache.json: artifact (path under report/) -> content key of its inputs. ``compact``: the
+    publishing form (big tables gzipped, figures as palette PNGs), for a report kept in git."""
+
+    def __init__(self, out: Path, compact: bool = False):
         self.out = out
+        self.compact = compact
+        self.files: dict[str, str] = {}  # table name -> the file written for it (``name`` or ``name.gz``)
         self.path = out / ".cache.json"
         try:
             self.old = read_json(self.path)
@@ -232,6 +240,19 @@ class Cache:
         """Record a file this build wrote without a key of its own (tables: cheap, rewritten on change)."""
         self.new[name] = ""
 
+    def table(self, name: str, text: str) -> None:
+        """Write a table (CSV text) as ``name``, or as ``name.gz`` when compact and large; the other form
+        is removed, so a report never holds two versions of one table."""
+        gz = self.compact and len(text) > COMPACT_GZIP_BYTES
+        written, stale = (f"{name}.gz", name) if gz else (name, f"{name}.gz")
+        if gz:  # mtime 0: the same table gives the same bytes
+            _write_bytes_if_changed(self.out / written, gzip.compress(text.encode(), 9, mtime=0))
+        else:
+            _write_if_changed(self.out / written, text)
+        (self.out / stale).unlink(missing_ok=True)
+        self.files[name] = written
+        self.made(written)
+
     def complete(self, key: str) -> bool:
         """The whole report was built from these inputs and every file it made is still there."""
         return self.old.get("__report__") == key and all(
@@ -244,8 +265,27 @@ class Cache:
             for p in sorted((self.out / folder).rglob("*")) if (self.out / folder).is_dir() else []:
                 if p.is_file() and str(p.relative_to(self.out)) not in self.new:
                     p.unlink()
+        if self.compact:
+            _palette_pngs(self.out, self.new)
         self.new["__report__"] = key
         _write_if_changed(self.path, json.dumps(self.new, indent=1, sort_keys=True) + "\n")
+
+
+def _palette_pngs(out: Path, names) -> None:
+    """Compact form of the figures: 256-colour palette PNGs (about a quarter of the bytes for plots and
+    image grids); figures already in palette form are left as they are, so a rebuild rewrites nothing."""
+    from PIL import Image
+
+    from .store import atomic_write_bytes
+
+    for name in sorted(n for n in names if n.endswith(".png") and (out / n).is_file()):
+        with Image.open(out / name) as im:
+            if im.mode == "P":
+                continue
+            pal = im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE)
+        buf = io.BytesIO()
+        pal.save(buf, "PNG", optimize=True)
+        atomic_write_bytes(out / name, buf.getvalue())
 
 
 def _source_key() -> str:
@@ -308,10 +348,14 @@ def slug(text: str) -> str:
 
 
 def build_report(
-    sweep_dir: Path, out: Path | None = None, grid_types: tuple[str, ...] | None = None
+    sweep_dir: Path,
+    out: Path | None = None,
+    grid_types: tuple[str, ...] | None = None,
+    compact: bool = False,
 ) -> tuple[Path, list[dict]]:
     """Write report/ under the sweep folder (or ``out``); returns (report dir, unfinished runs).
-    ``grid_types``: the prompt types that get image grids (default: every type)."""
+    ``grid_types``: the prompt types that get image grids (default: every type). ``compact``: the form
+    to publish (tables over 256 KB gzipped, palette PNGs, the page without its every-column tables)."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "runs").is_dir() and not (sweep_dir / "manifest.json").is_file():
         raise FileNotFoundError(
@@ -319,13 +363,14 @@ def build_report(
         )
     finished, unfinished = scan(sweep_dir)
     out = Path(out) if out is not None else sweep_dir / "report"
-    cache = Cache(out)
+    cache = Cache(out, compact)
     key = report_key(sweep_dir, finished, unfinished) + (
         f"+grids={','.join(grid_types)}" if grid_types else ""
     )
-    if cache.complete(key):
+    if cache.complete(key + ("+compact" if compact else "")):
         return out, unfinished
-    _SOURCE[0] = _source_key()
+    # the form is part of every figure's key: switching it redraws them (palette vs full colour)
+    _SOURCE[0] = _source_key() + ("+compact" if compact else "")
 
     metrics, raw, notes = load_metrics(finished)
     metrics = (
@@ -333,15 +378,13 @@ def build_report(
         if len(metrics)
         else metrics
     )
-    _write_if_changed(out / "metrics.csv", metrics.to_csv(index=False))
-    cache.made("metrics.csv")
+    cache.table("metrics.csv", metrics.to_csv(index=False))
     from . import validity
 
     validity.write(sweep_dir, out)  # encoder metrics vs the oracle (world sweeps; a header otherwise)
     cache.made("metrics_validity.csv")
     summary = summary_table(metrics) if len(metrics) else metrics
-    _write_if_changed(out / "summary.csv", summary.to_csv(index=False))
-    cache.made("summary.csv")
+    cache.table("summary.csv", summary.to_csv(index=False))
     failures = [
         {k: (str(v) if isinstance(v, Path) else v) for k, v in u.items() if k != "factors"}
         for u in unfinished
@@ -354,10 +397,12 @@ def build_report(
     cache.made("metrics.md")
     from .html_report import render
 
-    page = render(sweep_dir.name, finished, unfinished, result, notes)
+    if result is not None:
+        result["files"] = cache.files  # table name -> file written (gzipped in a compact report)
+    page = render(sweep_dir.name, finished, unfinished, result, notes, compact=compact)
     _write_if_changed(out / "index.html", page)
     cache.made("index.html")
-    cache.finish(key)
+    cache.finish(key + ("+compact" if compact else ""))
     return out, unfinished
 
 
@@ -427,8 +472,7 @@ def analyse(
         "correlations.csv": corr.reset_index() if len(corr) else corr,
     }
     for name, df in tables.items():
-        _write_if_changed(out / name, df.to_csv(index=False, float_format="%.6g"))
-        cache.made(name)
+        cache.table(name, df.to_csv(index=False, float_format="%.6g"))
     result = {
         "criteria_def": an.criteria_for(scores),
         "scores": scores,
@@ -449,16 +493,9 @@ def analyse(
 
 
 def _write_parquet_if_changed(path: Path, df) -> None:
-    import io
-
-    from .store import atomic_write_bytes
-
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    data = buf.getvalue()
-    if path.is_file() and path.read_bytes() == data:
-        return
-    atomic_write_bytes(path, data)
+    _write_bytes_if_changed(path, buf.getvalue())
 
 
 def _shap(scores, configs, out: Path, cache: Cache, result: dict):
@@ -502,8 +539,7 @@ def _shap(scores, configs, out: Path, cache: Cache, result: dict):
                 continue
         result["figures"].append(("SHAP", title, f"{name}.png", _r2_caption(res), res.note))
     table = an.shap_table(results)
-    _write_if_changed(out / "shap" / "summary.csv", table.to_csv(index=False, float_format="%.6g"))
-    cache.made("shap/summary.csv")
+    cache.table("shap/summary.csv", table.to_csv(index=False, float_format="%.6g"))
     return table
 
 
@@ -652,8 +688,7 @@ def _figures(scores, summary, configs, corr, out: Path, cache: Cache, result: di
         )  # fmt: skip
     if fronts:
         table = pd.concat(fronts, ignore_index=True)
-        _write_if_changed(out / "pareto.csv", table.to_csv(index=False, float_format="%.6g"))
-        cache.made("pareto.csv")
+        cache.table("pareto.csv", table.to_csv(index=False, float_format="%.6g"))
     draw(
         "Correlations", "all metric columns", "plots/correlation.png", frame_key(corr.reset_index()),
         partial(plots.correlation_heatmap, corr, "Pearson correlation of normalised scores (leaf level, no aggregation)"),
@@ -777,3 +812,11 @@ def _write_if_changed(path: Path, text: str) -> None:
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return
     atomic_write_text(path, text)
+
+
+def _write_bytes_if_changed(path: Path, data: bytes) -> None:
+    from .store import atomic_write_bytes
+
+    if path.is_file() and path.read_bytes() == data:
+        return
+    atomic_write_bytes(path, data)

@@ -189,11 +189,13 @@ def run_command(overrides: list[str]) -> int:
     return 0
 
 
-def report_command(sweep_dir: str, out: str | None = None, grids: str | None = None) -> int:
+def report_command(
+    sweep_dir: str, out: str | None = None, grids: str | None = None, compact: bool = False
+) -> int:
     from .report import build_report
 
     grid_types = tuple(t for t in grids.split(",") if t) if grids else None
-    report_dir, unfinished = build_report(Path(sweep_dir), Path(out) if out else None, grid_types)
+    report_dir, unfinished = build_report(Path(sweep_dir), Path(out) if out else None, grid_types, compact)
     print(f"lycobench: report: {report_dir / 'index.html'}")
     for u in unfinished:
         print(

@@ -52,8 +52,8 @@ def test_sweep_and_rerun_share_one_first_run_on_the_smoke_sweep(bench, tmp_path)
     argv = ["--case", "sweep", "--case", "rerun", "--sweep", "smoke", "--repeats", "1", "--out", str(out)]
     assert bench.main(argv) == 0
     results = json.loads(out.read_text())
-    assert set(results) == {"sweep", "rerun"}
-    sweep, rerun = results["sweep"], results["rerun"]
+    assert set(results) == {"sweep-smoke", "rerun-smoke"}
+    sweep, rerun = results["sweep-smoke"], results["rerun-smoke"]
     for r in (sweep, rerun):
         assert {"lycobench", "baseline", "ratio", "unit", "machine", "targets"} <= set(r)
         assert r["unit"] == "s" and all(isinstance(t["met"], bool) for t in r["targets"].values())
@@ -62,4 +62,14 @@ def test_sweep_and_rerun_share_one_first_run_on_the_smoke_sweep(bench, tmp_path)
     assert rerun["baseline"] == sweep["lycobench"], "rerun is measured against the sweep case's own run"
     assert 0 < rerun["lycobench"] < sweep["lycobench"]
     assert rerun["ratio"] == pytest.approx(sweep["lycobench"] / rerun["lycobench"], rel=1e-2)
-    assert out.with_suffix(".md").read_text().count("| rerun |") == 1
+    assert out.with_suffix(".md").read_text().count("| rerun-smoke |") == 1
+
+
+def test_keep_refuses_a_results_dir_that_already_holds_the_sweep(bench, tmp_path, capsys):
+    """A first run into a finished sweep folder would time a rerun: refused before any work."""
+    (tmp_path / "smoke").mkdir()
+    argv = ["--case", "sweep", "--sweep", "smoke", "--keep", str(tmp_path), "--out", str(tmp_path / "b.json")]
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == 2 and f"{tmp_path / 'smoke'} exists" in capsys.readouterr().err
+    assert not (tmp_path / "b.json").exists()

@@ -213,3 +213,42 @@ def test_report_written_elsewhere_with_grids_of_some_prompt_types(built, tmp_pat
     )  # the full report has more
     assert (dest / "scores.parquet").read_bytes() == (out / "scores.parquet").read_bytes()
     assert cli("report", str(sweep), "--bogus=1").returncode == 2
+
+
+def test_compact_report_gzips_big_tables_and_palettes_figures(built, tmp_path, monkeypatch, cli):
+    """The publishing form: the same tables (gzipped above the threshold, byte-identical once unpacked), the
+    same figures as palette PNGs, links to the files as written; a rebuild rewrites nothing, and the full
+    form comes back when asked (no stale .gz beside its plain table)."""
+    import gzip
+    import re
+
+    from PIL import Image
+
+    from lycobench import report
+
+    sweep, out, _ = built
+    dest = tmp_path / "published"
+    monkeypatch.setattr(report, "COMPACT_GZIP_BYTES", 2000)  # the fixture's tables are small
+    build_report(sweep, dest, compact=True)
+    for name in ("metrics.csv", "summary_ci.csv", "paired.csv"):
+        assert not (dest / name).exists(), name
+        assert gzip.decompress((dest / f"{name}.gz").read_bytes()) == (out / name).read_bytes(), name
+    assert (dest / "table1.csv").read_bytes() == (out / "table1.csv").read_bytes()  # small: stays plain
+    pngs = sorted(dest.rglob("*.png"))
+    assert len(pngs) == len(list(out.rglob("*.png")))
+    for p in pngs:
+        with Image.open(p) as im, Image.open(out / p.relative_to(dest)) as full:
+            assert im.mode == "P" and im.size == full.size, p
+    html = (dest / "index.html").read_text()
+    for link in set(re.findall(r"(?:src|href)='([^'#]+)'", html)) - {"data:,"}:
+        assert (dest / link).is_file(), link
+    assert "summary_ci.csv.gz" in html and "every metric column" not in html
+    assert len(html) < len((out / "index.html").read_text())
+    snap = {p: p.stat().st_mtime_ns for p in dest.rglob("*")}
+    assert cli("report", str(sweep), f"--out={dest}", "--compact").returncode == 1  # the unfinished run
+    assert snap == {p: p.stat().st_mtime_ns for p in dest.rglob("*")}
+    build_report(sweep, dest)
+    assert not list(dest.rglob("*.gz"))
+    assert (dest / "summary_ci.csv").read_bytes() == (out / "summary_ci.csv").read_bytes()
+    with Image.open(dest / "plots" / "correlation.png") as im:
+        assert im.mode != "P"
