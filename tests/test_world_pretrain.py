@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -135,3 +136,36 @@ def test_vae_roundtrip_bounds_what_a_fine_tune_can_reach():
     rates = check.vae_roundtrip(check.load_pipe(SHIPPED), load_concepts()["bolt"], Oracle.load())
     assert rates["training_images"] == 1.0  # the oracle reads every rendered training image
     assert 0.0 <= rates["vae_roundtrip"] <= rates["training_images"]
+
+
+def test_unet_stage_resumes_from_its_state_as_if_never_stopped(tmp_path):
+    """Killed after a snapshot, restarted with the same settings: the same weights as an unbroken run; a
+    state saved under other settings is not resumed."""
+    from lycobench.tokenizer import clip_tokenizer
+    from lycobench.world.pretrain.generator import Trainer
+
+    data = WorldData(8, seed=0)
+    latents = torch.randn(8, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    settings = {"steps": 4, "test": 1}
+
+    def run(state=None, stop_at=None, settings=settings):
+        trainer = Trainer(data, latents, clip_tokenizer(), seed=0, batch=2)
+
+        def snapshot(step):
+            if step == stop_at:
+                raise KeyboardInterrupt  # a kill right after the state was saved
+
+        with contextlib.suppress(KeyboardInterrupt):
+            trainer.train(4, snapshot=snapshot, snapshot_every=2, state_path=state, settings=settings)
+        return [p.detach().clone() for p in [*trainer.unet_ema.parameters(), *trainer.te_ema.parameters()]]
+
+    unbroken = run()
+    state = tmp_path / "unet-state.pt"
+    run(state, stop_at=2)
+    assert torch.load(state, weights_only=False)["step"] == 2
+    resumed = run(state)
+    assert all(torch.equal(a, b) for a, b in zip(unbroken, resumed))
+    run(state, stop_at=2)  # back to a state at step 2
+    other = run(state, settings={**settings, "test": 2})  # other settings: starts over
+    assert all(torch.equal(a, b) for a, b in zip(unbroken, other))
+    assert torch.load(state, weights_only=False)["settings"]["test"] == 2

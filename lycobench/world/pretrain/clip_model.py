@@ -98,7 +98,15 @@ def train_clip(
         opt.step()
         sched.step()
         if log is not None and (step % 25 == 0 or step == steps - 1):
-            log({"stage": "clip", "step": step + 1, "of": steps, "loss": float(loss), "s": time.time() - t0})
+            log(
+                {
+                    "stage": "clip",
+                    "step": step + 1,
+                    "of": steps,
+                    "loss": float(loss.detach()),
+                    "s": time.time() - t0,
+                }
+            )
     return model.eval(), tokenizer
 
 

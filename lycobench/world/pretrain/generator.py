@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,7 +79,7 @@ def lr_lambda(steps: int, warmup: int = 200) -> Callable[[int], float]:
 
 
 class Trainer:
-    """Joint UNet + text-encoder training; ``run`` calls ``snapshot(step, unet_ema, te_ema)`` periodically."""
+    """Joint UNet + text-encoder training; ``train`` calls ``snapshot(step)`` every ``snapshot_every`` steps."""
 
     def __init__(
         self, data: WorldData, latents: torch.Tensor, tokenizer, seed: int, batch: int = 32, lr: float = 1e-3
@@ -118,21 +120,62 @@ class Trainer:
             for pe, pl in zip(ema.parameters(), live.parameters()):
                 pe.lerp_(pl, 1 - EMA)
 
+    def _modules(self) -> dict:
+        return {"unet": self.unet, "te": self.text_encoder, "unet_ema": self.unet_ema, "te_ema": self.te_ema}
+
+    def _save_state(self, path: Path, settings: dict, step: int, opt, sched, gen, rng) -> None:
+        """Everything the loop carries (weights, EMA, optimiser, schedule, both RNG streams), atomically:
+        a run killed at any moment resumes from its last state as if it had never stopped."""
+        state = {
+            "settings": settings,
+            "step": step,
+            "modules": {k: m.state_dict() for k, m in self._modules().items()},
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "gen": gen.get_state(),
+            "rng": rng.bit_generator.state,
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def _load_state(self, path: Path | None, settings: dict | None, opt, sched, gen, rng) -> int:
+        """The step to start from: the saved one when ``path`` holds a state of these settings, else 0."""
+        if path is None or not path.is_file():
+            return 0
+        state = torch.load(path, weights_only=False)
+        if state.get("settings") != settings:
+            return 0
+        for k, m in self._modules().items():
+            m.load_state_dict(state["modules"][k])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        rng.bit_generator.state = state["rng"]
+        return state["step"]
+
     def train(
         self,
         steps: int,
         log: Callable[[dict], None] | None = None,
         snapshot: Callable[[int], None] | None = None,
         snapshot_every: int = 500,
+        state_path: Path | None = None,
+        settings: dict | None = None,
     ) -> None:
+        """``state_path``: where the loop's state is saved at every snapshot, and resumed from when it was
+        saved with the same ``settings`` (a restarted run continues; the result equals an unbroken run's)."""
         gen = torch.Generator().manual_seed(self.seed + 7)
         rng = np.random.default_rng(self.seed + 11)
         opt = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps))
+        start = self._load_state(state_path, settings, opt, sched, gen, rng)
+        if start and log is not None:
+            log({"stage": "unet-resumed", "step": start, "of": steps, "file": str(state_path)})
         self.unet.train()
         self.text_encoder.train()
         t0, smooth = time.time(), None
-        for step in range(steps):
+        for step in range(start, steps):
             idx = torch.randint(0, len(self.latents), (self.batch,), generator=gen).numpy()
             loss = self.loss(idx, gen, rng)
             opt.zero_grad(set_to_none=True)
@@ -141,18 +184,22 @@ class Trainer:
             opt.step()
             sched.step()
             self._ema_update()
-            smooth = float(loss) if smooth is None else 0.98 * smooth + 0.02 * float(loss)
+            value = float(loss.detach())
+            smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
             if log is not None and (step % 50 == 0 or step == steps - 1):
                 log(
                     {
                         "stage": "unet",
                         "step": step + 1,
                         "of": steps,
-                        "loss": float(loss),
+                        "loss": value,
                         "smooth": smooth,
                         "lr": opt.param_groups[0]["lr"],
                         "s": time.time() - t0,
                     }
                 )
-            if snapshot is not None and ((step + 1) % snapshot_every == 0 or step == steps - 1):
-                snapshot(step + 1)
+            if (step + 1) % snapshot_every == 0 or step == steps - 1:
+                if state_path is not None:
+                    self._save_state(state_path, settings, step + 1, opt, sched, gen, rng)
+                if snapshot is not None:
+                    snapshot(step + 1)

@@ -101,6 +101,8 @@ def pretrain(
     Stages: VAE; UNet + text encoder on the VAE's latents; then the VAE decoder alone (encoder frozen, so
     the latent space the UNet learned is unchanged). The log (``pretrain-log.jsonl``), the VAE and snapshots
     of the EMA pipeline every ``snapshot_every`` steps go to ``work`` (default: a folder in the temp dir).
+    A run restarted with the same settings and ``work`` resumes: the VAE from ``vae.pt``, the UNet stage
+    from ``unet-state.pt`` (its last snapshot), with the result of an unbroken run.
     ``vae_figures``: the share of random multi-part figures among the VAE's images (0 = base scenes only,
     the shipped recipe; see figures.py).
     """
@@ -207,7 +209,16 @@ def pretrain(
         )
         log({"stage": "snapshot", "step": step, "folder": str(folder)})
 
-    trainer.train(steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every)
+    unet_settings = {  # a state saved under other settings is never resumed
+        "vae": vae_settings,
+        "steps": steps["unet"],
+        "batch": batch,
+        "code": code_version(("generator.py", "data.py")),
+    }
+    trainer.train(
+        steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every,
+        state_path=work / "unet-state.pt", settings=unet_settings,
+    )  # fmt: skip
     if steps["decoder"]:
         vae = finetune_decoder(vae, codec_images(), steps["decoder"], seed, log=log)
         manifest["vae"]["holdout_psnr_db_after_decoder"] = round(psnr(reconstruct(vae, holdout), holdout), 2)

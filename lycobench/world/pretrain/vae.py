@@ -85,7 +85,15 @@ def train_vae(
         opt.step()
         sched.step()
         if log is not None and (step % 50 == 0 or step == steps - 1):
-            log({"stage": "vae", "step": step + 1, "of": steps, "loss": float(loss), "s": time.time() - t0})
+            log(
+                {
+                    "stage": "vae",
+                    "step": step + 1,
+                    "of": steps,
+                    "loss": float(loss.detach()),
+                    "s": time.time() - t0,
+                }
+            )
     return vae.eval()
 
 
@@ -151,7 +159,7 @@ def finetune_decoder(
                     "stage": "decoder",
                     "step": step + 1,
                     "of": steps,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     "s": time.time() - t0,
                 }
             )
