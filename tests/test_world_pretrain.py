@@ -133,7 +133,7 @@ def test_vae_roundtrip_bounds_what_a_fine_tune_can_reach():
     from lycobench.world.concepts import load_concepts
     from lycobench.world.oracle import Oracle
 
-    rates = check.vae_roundtrip(check.load_pipe(SHIPPED), load_concepts()["bolt"], Oracle.load())
+    rates = check.vae_roundtrip(check.load_pipe(SHIPPED).vae, load_concepts()["bolt"], Oracle.load())
     assert rates["training_images"] == 1.0  # the oracle reads every rendered training image
     assert 0.0 <= rates["vae_roundtrip"] <= rates["training_images"]
 
@@ -169,3 +169,25 @@ def test_unet_stage_resumes_from_its_state_as_if_never_stopped(tmp_path):
     other = run(state, settings={**settings, "test": 2})  # other settings: starts over
     assert all(torch.equal(a, b) for a, b in zip(unbroken, other))
     assert torch.load(state, weights_only=False)["settings"]["test"] == 2
+
+
+def test_pretrain_stops_before_the_unet_when_the_vae_is_below_the_gate(tmp_path, monkeypatch):
+    """The VAE's concept round trip is measured and logged; below --vae-gate the run stops with a message
+    naming the fix, before any UNet step. The UNet's channels follow the VAE's latent channels."""
+    from lycobench.tokenizer import clip_tokenizer
+    from lycobench.world.pretrain import run
+    from lycobench.world.pretrain.generator import Trainer
+
+    monkeypatch.setattr(run, "N_HOLDOUT", 8)
+    with pytest.raises(run.VaeBelowGate, match="--vae-gate 0.5.*--latent-channels"):
+        run.pretrain(
+            tmp_path / "out", tmp_path / "work", threads=1, vae_steps=2, images=32, batch=4,
+            latent_channels=4, vae_gate=0.5,
+        )  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "work" / "pretrain-log.jsonl").read_text().splitlines()]
+    done = next(r for r in rows if r["stage"] == "vae-done")
+    assert set(json.loads(done["roundtrip"])) == set(check.pick_concepts(fast=False))
+    assert not any(r["stage"] == "unet" for r in rows) and not (tmp_path / "out").exists()
+    assert torch.load(tmp_path / "work" / "vae.pt", weights_only=False)["settings"]["latent_channels"] == 4
+    trainer = Trainer(WorldData(4, seed=0), torch.zeros(4, 4, 8, 8), clip_tokenizer(), seed=0)
+    assert trainer.unet.config.in_channels == trainer.unet.config.out_channels == 4

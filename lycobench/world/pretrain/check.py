@@ -157,7 +157,7 @@ def fine_tune(model_folder: Path, name: str, work: Path, fast: bool) -> Path:
 
 
 @torch.no_grad()
-def vae_roundtrip(pipe, concept, oracle) -> dict[str, float]:
+def vae_roundtrip(vae, concept, oracle) -> dict[str, float]:
     """Detection on the concept's training images, as rendered and after a trip through the model's VAE
     (latent mean, decoded): the second is the ceiling of any fine-tune's detection rate, since every image
     the model draws comes out of that decoder."""
@@ -165,7 +165,7 @@ def vae_roundtrip(pipe, concept, oracle) -> dict[str, float]:
     from .data import render_32, to_unit
 
     images = render_32([scene for _, _, scene in training_scenes(concept)])
-    rec = pipe.vae.decode(pipe.vae.encode(to_unit(images)).latent_dist.mean).sample
+    rec = vae.decode(vae.encode(to_unit(images)).latent_dist.mean).sample
     rec = ((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return {
         "training_images": detection_rate(oracle, images, concept.name),
@@ -194,7 +194,7 @@ def concept_scores(
             pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
         )
         rate_tuned = detection_rate(oracle, sample(pipe, prompts), name)
-        out[name] = {"category": c.category, "base": rate_base, "tuned": rate_tuned, **vae_roundtrip(base, c, oracle),
+        out[name] = {"category": c.category, "base": rate_base, "tuned": rate_tuned, **vae_roundtrip(base.vae, c, oracle),
                      "prompts": sorted(set(prompts)), "images": len(prompts), "train_s": round(time.time() - t0)}  # fmt: skip
     return out
 

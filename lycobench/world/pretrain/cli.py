@@ -8,14 +8,21 @@ from pathlib import Path
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from .run import SHIPPED, pretrain
+    import sys
+
+    from .run import SHIPPED, VaeBelowGate, pretrain
 
     if args.what in ("all", "generator"):
-        folder = pretrain(
-            Path(args.out or SHIPPED), args.work, minutes=args.minutes, seed=args.seed, threads=args.threads,
-            vae_steps=args.vae_steps, unet_steps=args.unet_steps, decoder_steps=args.decoder_steps,
-            images=args.images, vae_figures=args.vae_figures,
-        )  # fmt: skip
+        try:
+            folder = pretrain(
+                Path(args.out or SHIPPED), args.work, minutes=args.minutes, seed=args.seed,
+                threads=args.threads, vae_steps=args.vae_steps, unet_steps=args.unet_steps,
+                decoder_steps=args.decoder_steps, images=args.images, vae_figures=args.vae_figures,
+                latent_channels=args.latent_channels, vae_gate=args.vae_gate,
+            )  # fmt: skip
+        except VaeBelowGate as e:
+            print(f"lycobench: world pretrain: {e}", file=sys.stderr)
+            return 1
         print(f"wrote {folder}; measure it with `python -m lycobench world check --out FILE`")
     if args.what in ("all", "encoders"):
         from ..encoders import CLIP_DIR, DINO_DIR
@@ -71,6 +78,11 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--vae-figures", type=float, default=0.0,
         help="share of random multi-part figures among the VAE's images (default 0: base scenes only)",
+    )  # fmt: skip
+    p.add_argument("--latent-channels", type=int, default=8, help="the VAE's latent channels (default 8)")
+    p.add_argument(
+        "--vae-gate", type=float,
+        help="stop after the VAE stage when a concept's VAE round trip (oracle detection) is below this",
     )  # fmt: skip
     p.set_defaults(func=_pretrain)
 

@@ -51,15 +51,18 @@ CAPTION_DROPOUT = 0.1
 EMA = 0.998
 
 
-def build(seed: int):
-    """Seeded UNet, text encoder and noise scheduler (SD 1.5's classes and schedule)."""
+def build(seed: int, latent_channels: int = UNET_CONFIG["in_channels"]):
+    """Seeded UNet (its input and output channels those of the VAE's latents), text encoder and noise
+    scheduler (SD 1.5's classes and schedule)."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     torch.manual_seed(seed + 1)
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet = UNet2DConditionModel(
+        **{**UNET_CONFIG, "in_channels": latent_channels, "out_channels": latent_channels}
+    )
     return unet, text_encoder, DDIMScheduler(**SCHEDULER_KW)
 
 
@@ -86,7 +89,7 @@ class Trainer:
     ):
         self.data, self.latents, self.tokenizer = data, latents, tokenizer
         self.batch, self.lr, self.seed = batch, lr, seed
-        self.unet, self.text_encoder, self.scheduler = build(seed)
+        self.unet, self.text_encoder, self.scheduler = build(seed, latents.shape[1])
         token_embedding(self.text_encoder).weight.requires_grad_(False)
         self.unet_ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.te_ema = copy.deepcopy(self.text_encoder).requires_grad_(False).eval()

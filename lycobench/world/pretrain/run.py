@@ -68,6 +68,20 @@ def save_folder(pipe, folder: Path, manifest: dict) -> Path:
     return folder
 
 
+class VaeBelowGate(RuntimeError):
+    """The VAE cannot reproduce the concepts well enough for the run to be worth finishing."""
+
+
+def concept_roundtrip(vae) -> dict[str, float]:
+    """Oracle detection of each category's first concept on its training images after a VAE round trip."""
+    from ..concepts import load_concepts
+    from ..oracle import Oracle
+    from .check import pick_concepts, vae_roundtrip
+
+    oracle, concepts = Oracle.load(), load_concepts()
+    return {n: vae_roundtrip(vae, concepts[n], oracle)["vae_roundtrip"] for n in pick_concepts(fast=False)}
+
+
 def resumed_vae(path: Path, settings: dict):
     """(VAE, threads it trained with) from ``path`` when it was trained with ``settings``, else None."""
     from .vae import build_vae
@@ -77,7 +91,7 @@ def resumed_vae(path: Path, settings: dict):
     saved = torch.load(path, weights_only=False)
     if saved.get("settings") != settings:
         return None
-    vae = build_vae(settings["seed"])
+    vae = build_vae(settings["seed"], settings["latent_channels"])
     vae.load_state_dict(saved["vae"])
     return vae.eval(), saved["threads"]
 
@@ -95,6 +109,8 @@ def pretrain(
     batch: int = 32,
     images: int | None = None,
     vae_figures: float = 0.0,
+    latent_channels: int = 8,
+    vae_gate: float | None = None,
 ) -> Path:
     """Train everything from scratch and write the diffusers folder ``out``.
 
@@ -104,7 +120,10 @@ def pretrain(
     A run restarted with the same settings and ``work`` resumes: the VAE from ``vae.pt``, the UNet stage
     from ``unet-state.pt`` (its last snapshot), with the result of an unbroken run.
     ``vae_figures``: the share of random multi-part figures among the VAE's images (0 = base scenes only,
-    the shipped recipe; see figures.py).
+    the shipped recipe; see figures.py). ``latent_channels``: the VAE's (the UNet's input and output follow).
+    After the VAE stage the oracle's detection of each category's first concept is measured on its training
+    images after a round trip through the VAE (the ceiling of any fine-tune); ``vae_gate``: stop there,
+    before the hour of UNet, with :class:`VaeBelowGate` when any concept's round trip is below this rate.
     """
     from ...tokenizer import clip_tokenizer
     from .data import WorldData, render_32
@@ -137,7 +156,12 @@ def pretrain(
     data = WorldData(n_images, seed)
     holdout = WorldData(N_HOLDOUT, seed + 1_000_003).images
     n_figures = round(n_images * vae_figures / (1 - vae_figures))
-    vae_settings = {"seed": seed, "steps": steps["vae"], "images": n_images}
+    vae_settings = {
+        "seed": seed,
+        "steps": steps["vae"],
+        "images": n_images,
+        "latent_channels": latent_channels,
+    }
     if n_figures:
         vae_settings |= {"figures": n_figures, "code": code_version(("vae.py", "data.py", "figures.py"))}
     else:
@@ -153,17 +177,33 @@ def pretrain(
 
     vae, vae_threads = resumed_vae(work / "vae.pt", vae_settings), threads
     if vae is None:
-        vae = train_vae(codec_images(), steps["vae"], seed, log=log)
+        vae = train_vae(codec_images(), steps["vae"], seed, log=log, latent_channels=latent_channels)
         torch.save({"vae": vae.state_dict(), "settings": vae_settings, "threads": threads}, work / "vae.pt")
     else:  # the VAE stage of an earlier run with the same settings (a restarted run resumes here)
         vae, vae_threads = vae
         log({"stage": "vae-resumed", "file": str(work / "vae.pt"), "threads": vae_threads})
     vae_psnr = psnr(reconstruct(vae, holdout), holdout)
+    roundtrip = concept_roundtrip(vae)
     latents = encode(vae, data.images)
     latent_std = float(latents.std())
     vae.register_to_config(scaling_factor=1.0 / latent_std)
     latents = latents / latent_std
-    log({"stage": "vae-done", "psnr_db": vae_psnr, "latent_std": latent_std})
+    log(
+        {
+            "stage": "vae-done",
+            "psnr_db": vae_psnr,
+            "latent_std": latent_std,
+            "roundtrip": json.dumps(roundtrip),
+        }
+    )
+    below = {k: v for k, v in roundtrip.items() if vae_gate is not None and v < vae_gate}
+    if below:
+        raise VaeBelowGate(
+            f"the VAE in {work / 'vae.pt'} reproduces {below} of the concepts' training images (oracle "
+            f"detection after a round trip), below --vae-gate {vae_gate}: no fine-tune on this VAE could "
+            "reach it, so the UNet stage was not started. Train a better VAE (more --vae-steps, "
+            "--vae-figures, --latent-channels) in another --work folder."
+        )
 
     trainer = Trainer(data, latents, clip_tokenizer(), seed, batch=batch)
     manifest = {
@@ -184,7 +224,9 @@ def pretrain(
         "vae": {
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()},
             "kl_weight": KL_WEIGHT,
+            "latent_channels": latent_channels,
             "holdout_psnr_db": round(vae_psnr, 2),
+            "concept_roundtrip": roundtrip,
             "latent_std": latent_std,
         },
         "unet": {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()},

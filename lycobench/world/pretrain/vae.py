@@ -32,11 +32,11 @@ KL_WEIGHT = 1e-6
 EDGE_WEIGHT = 1.0
 
 
-def build_vae(seed: int):
+def build_vae(seed: int, latent_channels: int = VAE_CONFIG["latent_channels"]):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    return AutoencoderKL(**VAE_CONFIG)
+    return AutoencoderKL(**{**VAE_CONFIG, "latent_channels": latent_channels})
 
 
 def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -61,9 +61,10 @@ def train_vae(
     batch: int = 32,
     lr: float = 1e-3,
     log: Callable[[dict], None] | None = None,
+    latent_channels: int = VAE_CONFIG["latent_channels"],
 ):
     """Train from scratch on uint8 images [N,32,32,3]; AdamW, warm-up then cosine decay to 10%."""
-    vae = build_vae(seed).train()
+    vae = build_vae(seed, latent_channels).train()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     warm = min(100, steps // 10)
@@ -99,7 +100,7 @@ def train_vae(
 
 @torch.no_grad()
 def encode(vae, images: np.ndarray, batch: int = 256) -> torch.Tensor:
-    """Latent means (unscaled) [N,8,8,8]: deterministic, as lycobench.train caches them."""
+    """Latent means (unscaled) [N,C,8,8]: deterministic, as lycobench.train caches them."""
     return torch.cat(
         [vae.encode(to_unit(images[i : i + batch])).latent_dist.mean for i in range(0, len(images), batch)]
     )
