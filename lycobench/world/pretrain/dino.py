@@ -29,7 +29,6 @@ DINO_CONFIG = dict(
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TEMPERATURE = 0.2
-LOCAL_SIZE, LOCAL_SCALE = 16, (0.25, 0.5)  # local crops: 8-16 px of the render, seen at 16 px
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -56,11 +55,8 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = TEMPERATURE) 
 
 def train_dino(
     n_images: int, steps: int, seed: int, batch: int = 128, lr: float = 1e-3,
-    log: Callable[[dict], None] | None = None, local_crops: int = 0,
+    log: Callable[[dict], None] | None = None,
 ):  # fmt: skip
-    """SimCLR on two global views per image; ``local_crops`` small crops per image (DINO's multi-crop)
-    must also find their image's first global view: a small crop of a hatched or halftoned scene holds
-    little of its content but all of its paint, so the features learn texture as well as content."""
     from .views import to_float
 
     model = build(seed)
@@ -86,12 +82,6 @@ def train_dino(
         feats = model(pixel_values=torch.cat([va, vb])).pooler_output
         pa, pb = head(feats).chunk(2)
         loss = nt_xent(pa, pb)
-        if local_crops:
-            local = torch.cat(
-                [normalise(random_view(x, g, *LOCAL_SCALE, size=LOCAL_SIZE)) for _ in range(local_crops)]
-            )
-            pl = head(model(pixel_values=local).pooler_output).chunk(local_crops)
-            loss = (loss + sum(nt_xent(p, pa) for p in pl)) / (1 + local_crops)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -37,31 +37,23 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def random_view(
-    x: torch.Tensor,
-    g: torch.Generator,
-    min_scale: float = 0.3,
-    max_scale: float = 1.0,
-    size: int | None = None,
-) -> torch.Tensor:
-    """A random crop (scale min_scale..max_scale of the side, anywhere in the image) resized to ``size``
-    (default: the input's), a random horizontal flip, a mild per-channel gain and a little noise: one view
-    of each image.
+def random_view(x: torch.Tensor, g: torch.Generator, min_scale: float = 0.3) -> torch.Tensor:
+    """A random crop (scale min_scale..1 of the side, anywhere in the image) resized back, a random
+    horizontal flip, a mild per-channel gain and a little noise: one view of each image.
 
     No blur or resampling: at 32 px they erase hatching and halftone dots, and the encoder would learn to
     ignore texture (style concepts then collapse; measured 0.2-0.5 kNN accuracy on them with blur). Small
     crops of one image show other content in the same paint, so texture is what two views share.
     """
     n = len(x)
-    s = min_scale + (max_scale - min_scale) * torch.rand(n, generator=g)
+    s = min_scale + (1 - min_scale) * torch.rand(n, generator=g)
     tx = (1 - s) * (2 * torch.rand(n, generator=g) - 1)
     ty = (1 - s) * (2 * torch.rand(n, generator=g) - 1)
     flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = s * flip, tx
     theta[:, 1, 1], theta[:, 1, 2] = s, ty
-    side = size or x.shape[-1]
-    grid = F.affine_grid(theta, [n, x.shape[1], side, side], align_corners=False)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     gain = 1 + 0.16 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
     noise = 0.03 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(out.shape, generator=g)
