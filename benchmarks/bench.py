@@ -725,6 +725,15 @@ def _options(case: Callable[..., dict], args: argparse.Namespace) -> dict:
     }
 
 
+def _write(results: dict, out: Path) -> str:
+    """The JSON and, beside it, the Markdown table; returns the table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    table = markdown(results)
+    out.with_suffix(".md").write_text(table, encoding="utf-8")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -761,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)  # on a shared machine, 1 avoids threads waiting on each other
     runs = []  # (result name, case, options)
-    for case in args.case or sorted(CASES):
+    for case in args.case or list(CASES):
         options = _options(CASES[case], args)
         if "sweep" in inspect.signature(CASES[case]).parameters:
             runs += [(f"{case}-{s}", case, {**options, "sweep": s}) for s in sweeps]
@@ -773,10 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         at_start = machine()
         results[name] = {**CASES[case](**options), "machine": at_start}
         print(f"{name}: {json.dumps(results[name])} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = markdown(results)
-    args.out.with_suffix(".md").write_text(table, encoding="utf-8")
+        table = _write(results, args.out)  # after every case: a later failure keeps the finished ones
     print(table)
     return 0 if all(r["ratio"] is None or math.isfinite(r["ratio"]) for r in results.values()) else 1
 

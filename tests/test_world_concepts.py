@@ -90,3 +90,17 @@ def test_contact_sheet(tmp_path):
     export(tmp_path / "c", ["duck", "city"], size=32)
     out = contact_sheet(tmp_path / "c", tmp_path / "sheet.png")
     assert out.stat().st_size > 1000
+
+
+def test_package_export_stays_the_function_after_its_submodule_is_imported():
+    """``lycobench.world.export`` is the documented function even once the submodule of the same name has
+    been imported (lycobench.data imports it for world: concepts); a lazy wrapper was replaced by the
+    submodule there, and ``from lycobench.world import export`` then gave a module."""
+    import importlib
+
+    import lycobench.world as world
+
+    importlib.import_module("lycobench.world.export")
+    import lycobench.data  # noqa: F401
+
+    assert callable(world.export) and world.export.__name__ == "export"

@@ -11,6 +11,7 @@ Public entry points for the other stages:
 
 from .captions import all_captions, caption
 from .concepts import Concept, load_concepts
+from .export import export  # bound here, eagerly: a lazy wrapper lost to the submodule of the same name
 from .scenes import Obj, Scene, labels, render_batch, sample_scenes
 from .vocab import BG_COLOURS, COLOURS, HELDOUT_PAIRS, PATTERNS, SHAPES, STYLES
 
@@ -26,15 +27,9 @@ __all__ = [
     "Scene",
     "all_captions",
     "caption",
+    "export",
     "labels",
     "load_concepts",
     "render_batch",
     "sample_scenes",
 ]
-
-
-def export(root, names=None, size: int = 64):
-    """Write world concepts as concept folders (see ``lycobench.world.export``)."""
-    from .export import export as _export
-
-    return _export(root, names, size)
