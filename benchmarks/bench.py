@@ -700,7 +700,7 @@ def markdown(results: dict) -> str:
     for name, r in results.items():
         m = r["machine"]
         lines.append(
-            f"{name}: {r.get('setting', '')}; {m['platform']}, {m['cpus']} CPUs, torch {m['torch']} with "
+            f"{name}: {r.get('setting', '')}; {m.get('date', 'undated')}, {m['platform']}, {m['cpus']} CPUs, torch {m['torch']} with "
             f"{m['torch_threads']} threads, load average {m['load_average']} at the start."
         )
     return "\n".join(lines) + "\n"
@@ -710,6 +710,7 @@ def machine() -> dict:
     import torch
 
     return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
@@ -752,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a sweep of the sweep and rerun cases (conf/sweep/<name>.yaml; default: quick and paper)",
     )
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add these cases to the results already in --out (same-named cases are replaced); every case "
+        "keeps its own date and machine, and its baseline is always measured in its own run",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="results dir for the sweeps' first runs, kept afterwards (its <sweep> folders must not exist)",
@@ -776,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             runs += [(f"{case}-{s}", case, {**options, "sweep": s}) for s in sweeps]
         else:
             runs.append((case, case, options))
-    results: dict = {}
+    results: dict = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else {}
     for name, case, options in runs:
         t0 = time.perf_counter()
         at_start = machine()

@@ -19,7 +19,14 @@ def bench():
     return module
 
 
-MACHINE = {"platform": "Linux", "cpus": 2, "torch": "2", "torch_threads": 1, "load_average": [0.5, 0.5, 0.5]}
+MACHINE = {
+    "date": "2026-11-25 10:00 UTC",
+    "platform": "Linux",
+    "cpus": 2,
+    "torch": "2",
+    "torch_threads": 1,
+    "load_average": [0.5, 0.5, 0.5],
+}
 
 
 def test_markdown_prints_a_null_baseline_as_a_dash_and_lists_the_targets(bench):
@@ -43,7 +50,7 @@ def test_markdown_prints_a_null_baseline_as_a_dash_and_lists_the_targets(bench):
     assert "| sweep | 250.0 | — | — | s |" in table
     assert "| quick sweep, wall time: <= 300 s | 250.0 | yes |" in table
     assert "None" not in table and "null" not in table
-    assert "sweep: sweep=quick; Linux, 2 CPUs" in table
+    assert "sweep: sweep=quick; 2026-11-25 10:00 UTC, Linux, 2 CPUs" in table
 
 
 @pytest.mark.slow
@@ -73,3 +80,18 @@ def test_keep_refuses_a_results_dir_that_already_holds_the_sweep(bench, tmp_path
         bench.main(argv)
     assert e.value.code == 2 and f"{tmp_path / 'smoke'} exists" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_merge_adds_cases_to_earlier_results_and_keeps_their_own_provenance(bench, tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    monkeypatch.setitem(bench.CASES, "one", lambda: bench._ratio(2.0, 1.0, "x/s"))
+    monkeypatch.setitem(bench.CASES, "two", lambda: bench._ratio(3.0, None, "s"))
+    assert bench.main(["--case", "one", "--out", str(out)]) == 0
+    first = json.loads(out.read_text())["one"]
+    assert bench.main(["--case", "two", "--out", str(out), "--merge"]) == 0
+    merged = json.loads(out.read_text())
+    assert set(merged) == {"one", "two"} and merged["one"] == first and merged["one"]["machine"]["date"]
+    table = out.with_suffix(".md").read_text()
+    assert "| one | 2.0 | 1.0 | 2.0x | x/s |" in table and "| two | 3.0 | — | — | s |" in table
+    assert bench.main(["--case", "two", "--out", str(out)]) == 0  # without --merge: only this run's cases
+    assert set(json.loads(out.read_text())) == {"two"}
