@@ -124,6 +124,18 @@ def _lycobench_rate(cfg, cache: Path, work: Path) -> tuple[float, float, int]:
     return steps / float(last["cpu_seconds"]), float(last["steps_per_s"]), steps
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _baseline_rate(cfg, cache: Path, steps: int) -> tuple[float, float]:
     """(steps per CPU-second, steps per second) of the usual loop, as diffusers' training scripts do it
     with their default of no data-loader workers: the same adapter, optimiser and loss, but every step
@@ -157,34 +169,37 @@ def _baseline_rate(cfg, cache: Path, steps: int) -> tuple[float, float]:
     params = adapter.parameters()
     opt = torch.optim.AdamW(params, lr=float(cfg.adapter.lr), weight_decay=0.1, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, constant_with_warmup(int(tcfg.warmup_steps)))
-    s = pipe.scheduler
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    bs, res = int(tcfg.batch_size), int(cfg.model.resolution)
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        idx = torch.randint(0, len(items), (bs,), generator=gen).tolist()
-        pixels = torch.stack([load_image_tensor(items[i].image, res) for i in idx])
-        with torch.no_grad():
-            latents = pipe.vae.encode(pixels).latent_dist.sample(gen) * pipe.vae.config.scaling_factor
-        drop = (torch.rand(bs, generator=gen) < float(tcfg.caption_dropout)).tolist()
-        ids = torch.cat([empty if d else ids_all[i][None] for i, d in zip(idx, drop)])
-        with torch.set_grad_enabled(train_te):
-            cond = pipe.text_encoder(ids)[0]
-        loss = diffusion_loss(
-            pipe.unet,
-            latents,
-            cond,
-            s.alphas_cumprod,
-            s.config.prediction_type,
-            s.config.num_train_timesteps,
-            gen,
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-    return steps / (time.process_time() - cpu0), steps / (time.perf_counter() - t0)
+    res = int(cfg.model.resolution)
+    s, bs = pipe.scheduler, int(tcfg.batch_size)
+    # the thread count of lycobench's loop (train.cpu_threads): CPU-seconds of two threads do not compare
+    # with one's (a baseline left on 2 threads gave half as many steps per CPU-second: 0.65 vs 1.23)
+    with _torch_threads(int(tcfg.get("cpu_threads", 1))):
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            idx = torch.randint(0, len(items), (bs,), generator=gen).tolist()
+            pixels = torch.stack([load_image_tensor(items[i].image, res) for i in idx])
+            with torch.no_grad():
+                latents = pipe.vae.encode(pixels).latent_dist.sample(gen) * pipe.vae.config.scaling_factor
+            drop = (torch.rand(bs, generator=gen) < float(tcfg.caption_dropout)).tolist()
+            ids = torch.cat([empty if d else ids_all[i][None] for i, d in zip(idx, drop)])
+            with torch.set_grad_enabled(train_te):
+                cond = pipe.text_encoder(ids)[0]
+            loss = diffusion_loss(
+                pipe.unet,
+                latents,
+                cond,
+                s.alphas_cumprod,
+                s.config.prediction_type,
+                s.config.num_train_timesteps,
+                gen,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+        return steps / (time.process_time() - cpu0), steps / (time.perf_counter() - t0)
 
 
 def _compare(model: str, overrides: list[str], repeats: int, tmp: Path) -> dict:
