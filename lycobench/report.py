@@ -364,10 +364,9 @@ def build_report(
     finished, unfinished = scan(sweep_dir)
     out = Path(out) if out is not None else sweep_dir / "report"
     cache = Cache(out, compact)
-    key = report_key(sweep_dir, finished, unfinished) + (
-        f"+grids={','.join(grid_types)}" if grid_types else ""
-    )
-    if cache.complete(key + ("+compact" if compact else "")):
+    key = report_key(sweep_dir, finished, unfinished)
+    key += (f"+grids={','.join(grid_types)}" if grid_types else "") + ("+compact" if compact else "")
+    if cache.complete(key):
         return out, unfinished
     # the form is part of every figure's key: switching it redraws them (palette vs full colour)
     _SOURCE[0] = _source_key() + ("+compact" if compact else "")
@@ -402,7 +401,7 @@ def build_report(
     page = render(sweep_dir.name, finished, unfinished, result, notes, compact=compact)
     _write_if_changed(out / "index.html", page)
     cache.made("index.html")
-    cache.finish(key + ("+compact" if compact else ""))
+    cache.finish(key)
     return out, unfinished
 
 
