@@ -191,3 +191,18 @@ def test_pretrain_stops_before_the_unet_when_the_vae_is_below_the_gate(tmp_path,
     assert torch.load(tmp_path / "work" / "vae.pt", weights_only=False)["settings"]["latent_channels"] == 4
     trainer = Trainer(WorldData(4, seed=0), torch.zeros(4, 4, 8, 8), clip_tokenizer(), seed=0)
     assert trainer.unet.config.in_channels == trainer.unet.config.out_channels == 4
+
+
+def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
+    from lycobench.__main__ import main
+
+    out = tmp_path / "check.json"
+    argv = ["world", "check", "--out", str(out), "--fast", "--parts", "concepts", "--threads", "1"]
+    assert main([*argv, "--adapters", "lora", "loha"]) == 0
+    result = json.loads(out.read_text())
+    (name, scores), *_ = result["concepts"].items()
+    assert name == check.pick_concepts(fast=True)[0] and len(result["concepts"]) == 1
+    assert set(scores["tuned_by_adapter"]) == {"lora", "loha"} == set(scores["train_s"])
+    assert scores["tuned"] == scores["tuned_by_adapter"]["lora"]  # the "tuned" is the default LoRA
+    assert all(0.0 <= r <= 1.0 for r in [scores["base"], *scores["tuned_by_adapter"].values()])
+    assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()

@@ -129,8 +129,9 @@ def trigger_prompts(concept, per_leaf: int) -> list[str]:
     return [concept.descriptor(leaf) for leaf in concept.leaves for _ in range(per_leaf)]
 
 
-def fine_tune(model_folder: Path, name: str, work: Path, fast: bool) -> Path:
-    """A LoRA on one exported world concept with lycobench.train's ``train`` (adapter=lora defaults)."""
+def fine_tune(model_folder: Path, name: str, work: Path, fast: bool, adapter: str = "lora") -> Path:
+    """``adapter``'s default config (the paper's, e.g. LoRA dim 8 alpha 4) trained on one exported world
+    concept with lycobench.train's ``train`` and the world's training recipe."""
     from ... import data as lb_data
     from ...config import compose
     from ...models import model_identity
@@ -142,7 +143,7 @@ def fine_tune(model_folder: Path, name: str, work: Path, fast: bool) -> Path:
     overrides = [
         "model=world",
         f"model.path={model_folder}",
-        "adapter=lora",
+        f"adapter={adapter}",
         "target=attn-mlp",
         f"train={TRAIN_GROUP}",
     ]
@@ -150,8 +151,8 @@ def fine_tune(model_folder: Path, name: str, work: Path, fast: bool) -> Path:
         overrides += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
     cfg = compose(overrides)
     saved = train(
-        cfg, lb_data.load_concepts([str(folder)]), lambda step: work / f"{name}-{step}.safetensors",
-        work / f"{name}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
+        cfg, lb_data.load_concepts([str(folder)]), lambda step: work / f"{name}-{adapter}-{step}.safetensors",
+        work / f"{name}-{adapter}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
     )  # fmt: skip
     return saved[max(saved)], cfg
 
@@ -174,11 +175,19 @@ def vae_roundtrip(vae, concept, oracle) -> dict[str, float]:
 
 
 def concept_scores(
-    model_folder: Path, oracle, names: list[str], per_leaf: int, work: Path, fast: bool
+    model_folder: Path,
+    oracle,
+    names: list[str],
+    per_leaf: int,
+    work: Path,
+    fast: bool,
+    adapter_names: tuple[str, ...] = ("lora",),
 ) -> dict:
+    """Per concept: detection in base images and after a fine-tune with each of ``adapter_names`` (``tuned`` is
+    the first one's, LoRA by default; ``tuned_by_adapter`` holds all of them when there are several)."""
     from omegaconf import OmegaConf
 
-    from ... import adapters
+    from ... import adapters as adapter_io
 
     concepts = load_concepts()
     base = load_pipe(model_folder)
@@ -187,15 +196,20 @@ def concept_scores(
         c = concepts[name]
         prompts = trigger_prompts(c, per_leaf)
         rate_base = detection_rate(oracle, sample(base, prompts), name)
-        t0 = time.time()
-        ckpt, cfg = fine_tune(model_folder, name, work, fast)
-        pipe = load_pipe(model_folder)
-        adapters.load(
-            pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
-        )
-        rate_tuned = detection_rate(oracle, sample(pipe, prompts), name)
-        out[name] = {"category": c.category, "base": rate_base, "tuned": rate_tuned, **vae_roundtrip(base.vae, c, oracle),
-                     "prompts": sorted(set(prompts)), "images": len(prompts), "train_s": round(time.time() - t0)}  # fmt: skip
+        tuned, seconds = {}, {}
+        for adapter in adapter_names:
+            t0 = time.time()
+            ckpt, cfg = fine_tune(model_folder, name, work, fast, adapter)
+            pipe = load_pipe(model_folder)
+            adapter_io.load(
+                pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
+            )
+            tuned[adapter] = detection_rate(oracle, sample(pipe, prompts), name)
+            seconds[adapter] = round(time.time() - t0)
+        out[name] = {"category": c.category, "base": rate_base, "tuned": tuned[adapter_names[0]],
+                     **({"tuned_by_adapter": tuned} if len(adapter_names) > 1 else {}),
+                     **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts)),
+                     "images": len(prompts), "train_s": seconds if len(adapter_names) > 1 else seconds[adapter_names[0]]}  # fmt: skip
     return out
 
 
@@ -209,6 +223,7 @@ def run_check(
     threads: int = 2,
     oracle_path: Path | None = None,
     parts: tuple[str, ...] = PARTS,
+    adapter_names: tuple[str, ...] = ("lora",),
 ) -> dict:
     """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
     Parts are independent: separate processes may measure them and their JSON objects be merged."""
@@ -232,7 +247,9 @@ def run_check(
     if "concepts" in parts:
         with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
             names = pick_concepts(fast)
-            result["concepts"] = concept_scores(folder, oracle, names, 2 if fast else 16, Path(tmp), fast)
+            result["concepts"] = concept_scores(
+                folder, oracle, names, 2 if fast else 16, Path(tmp), fast, adapter_names
+            )
     if "encoders" in parts:
         result["clip_retrieval_at_10"] = round(
             clip_retrieval_at_10(load_world_clip(), n=40 if fast else 500), 4
@@ -241,7 +258,7 @@ def run_check(
             dino_knn_accuracy(load_world_dino(), per_concept=3 if fast else 20), 4
         )
     result["settings"] = {"model": str(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
-                          "train": TRAIN_GROUP, "fast": fast, "parts": list(parts),
+                          "train": TRAIN_GROUP, "adapters": list(adapter_names), "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ def _check(args: argparse.Namespace) -> int:
         threads=args.threads,
         oracle_path=args.oracle,
         parts=tuple(args.parts),
+        adapter_names=tuple(args.adapters),
     )
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
@@ -100,5 +101,10 @@ def add_commands(sub) -> None:
         default=["base", "concepts", "encoders"],
         help="what to measure (default all; parts may run in separate processes)",
     )
+    c.add_argument(
+        "--adapters", nargs="+", default=["lora"], metavar="ADAPTER",
+        help="conf/adapter configs fine-tuned per concept at their defaults (default: lora; e.g. "
+        "lora loha lokr full for the paper's four algorithms)",
+    )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
     c.set_defaults(func=_check)
