@@ -198,11 +198,13 @@ def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
 
     out = tmp_path / "check.json"
     argv = ["world", "check", "--out", str(out), "--fast", "--parts", "concepts", "--threads", "1"]
-    assert main([*argv, "--adapters", "lora", "loha"]) == 0
+    overrides = ["train.exposures_per_epoch=12"]  # composed into both fine-tunes (a bad key would raise)
+    assert main([*argv, "--adapters", "lora", "loha", "--overrides", *overrides]) == 0
     result = json.loads(out.read_text())
     (name, scores), *_ = result["concepts"].items()
     assert name == check.pick_concepts(fast=True)[0] and len(result["concepts"]) == 1
     assert set(scores["tuned_by_adapter"]) == {"lora", "loha"} == set(scores["train_s"])
     assert scores["tuned"] == scores["tuned_by_adapter"]["lora"]  # the "tuned" is the default LoRA
     assert all(0.0 <= r <= 1.0 for r in [scores["base"], *scores["tuned_by_adapter"].values()])
+    assert result["settings"]["overrides"] == overrides
     assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()

@@ -129,9 +129,17 @@ def trigger_prompts(concept, per_leaf: int) -> list[str]:
     return [concept.descriptor(leaf) for leaf in concept.leaves for _ in range(per_leaf)]
 
 
-def fine_tune(model_folder: Path, name: str, work: Path, fast: bool, adapter: str = "lora") -> Path:
+def fine_tune(
+    model_folder: Path,
+    name: str,
+    work: Path,
+    fast: bool,
+    adapter: str = "lora",
+    overrides: tuple[str, ...] = (),
+) -> Path:
     """``adapter``'s default config (the paper's, e.g. LoRA dim 8 alpha 4) trained on one exported world
-    concept with lycobench.train's ``train`` and the world's training recipe."""
+    concept with lycobench.train's ``train`` and the world's training recipe (``overrides``: Hydra
+    overrides on top, e.g. ``train.exposures_per_epoch=80`` to calibrate the recipe)."""
     from ... import data as lb_data
     from ...config import compose
     from ...models import model_identity
@@ -140,7 +148,7 @@ def fine_tune(model_folder: Path, name: str, work: Path, fast: bool, adapter: st
     from ..export import export
 
     folder = export(work / "concepts", [name])[0]
-    overrides = [
+    config = [
         "model=world",
         f"model.path={model_folder}",
         f"adapter={adapter}",
@@ -148,8 +156,8 @@ def fine_tune(model_folder: Path, name: str, work: Path, fast: bool, adapter: st
         f"train={TRAIN_GROUP}",
     ]
     if fast:
-        overrides += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
-    cfg = compose(overrides)
+        config += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
+    cfg = compose([*config, *overrides])
     saved = train(
         cfg, lb_data.load_concepts([str(folder)]), lambda step: work / f"{name}-{adapter}-{step}.safetensors",
         work / f"{name}-{adapter}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
@@ -182,6 +190,7 @@ def concept_scores(
     work: Path,
     fast: bool,
     adapter_names: tuple[str, ...] = ("lora",),
+    overrides: tuple[str, ...] = (),
 ) -> dict:
     """Per concept: detection in base images and after a fine-tune with each of ``adapter_names`` (``tuned`` is
     the first one's, LoRA by default; ``tuned_by_adapter`` holds all of them when there are several)."""
@@ -199,7 +208,7 @@ def concept_scores(
         tuned, seconds = {}, {}
         for adapter in adapter_names:
             t0 = time.time()
-            ckpt, cfg = fine_tune(model_folder, name, work, fast, adapter)
+            ckpt, cfg = fine_tune(model_folder, name, work, fast, adapter, overrides)
             pipe = load_pipe(model_folder)
             adapter_io.load(
                 pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
@@ -224,6 +233,7 @@ def run_check(
     oracle_path: Path | None = None,
     parts: tuple[str, ...] = PARTS,
     adapter_names: tuple[str, ...] = ("lora",),
+    overrides: tuple[str, ...] = (),
 ) -> dict:
     """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
     Parts are independent: separate processes may measure them and their JSON objects be merged."""
@@ -248,7 +258,7 @@ def run_check(
         with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
             names = pick_concepts(fast)
             result["concepts"] = concept_scores(
-                folder, oracle, names, 2 if fast else 16, Path(tmp), fast, adapter_names
+                folder, oracle, names, 2 if fast else 16, Path(tmp), fast, adapter_names, overrides
             )
     if "encoders" in parts:
         result["clip_retrieval_at_10"] = round(
@@ -258,7 +268,7 @@ def run_check(
             dino_knn_accuracy(load_world_dino(), per_concept=3 if fast else 20), 4
         )
     result["settings"] = {"model": str(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
-                          "train": TRAIN_GROUP, "adapters": list(adapter_names), "fast": fast, "parts": list(parts),
+                          "train": TRAIN_GROUP, "adapters": list(adapter_names), "overrides": list(overrides), "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ def _check(args: argparse.Namespace) -> int:
         oracle_path=args.oracle,
         parts=tuple(args.parts),
         adapter_names=tuple(args.adapters),
+        overrides=tuple(args.overrides),
     )
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
@@ -105,6 +106,11 @@ def add_commands(sub) -> None:
         "--adapters", nargs="+", default=["lora"], metavar="ADAPTER",
         help="conf/adapter configs fine-tuned per concept at their defaults (default: lora; e.g. "
         "lora loha lokr full for the paper's four algorithms)",
+    )  # fmt: skip
+    c.add_argument(
+        "--overrides", nargs="+", default=[], metavar="KEY=VALUE",
+        help="Hydra overrides for the concepts' fine-tunes (default none: train=scaled as the studies use "
+        "it), e.g. train.exposures_per_epoch=80 to calibrate the world's training recipe",
     )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
     c.set_defaults(func=_check)
