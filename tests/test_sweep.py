@@ -148,3 +148,26 @@ def test_the_parallel_launcher_gives_identical_metrics(failed_then_resumed, tmp_
     r = lycobench("sweep", "sweep=smoke", "hydra/launcher=local_parallel", f"results_dir={tmp_path}")
     assert r.returncode == 0, r.stderr[-2000:]
     pd.testing.assert_frame_equal(metrics_of(failed_then_resumed["dir"]), metrics_of(tmp_path / "smoke"))
+
+
+def test_idle_loky_workers_are_released_before_the_report():
+    # joblib keeps loky workers alive for reuse; the sweep shuts them down once its jobs are done. This
+    # reads loky's module-level executor: if a joblib upgrade moves it, the workers survive and this fails.
+    import os
+
+    from joblib import Parallel, delayed
+
+    from lycobench.sweep import release_idle_workers
+
+    pids = set(Parallel(n_jobs=2, backend="loky")(delayed(os.getpid)() for _ in range(4)))
+    assert os.getpid() not in pids and all(_alive(p) for p in pids)
+    release_idle_workers()
+    assert not any(_alive(p) for p in pids)
+    release_idle_workers()  # twice, or under another launcher: nothing to do
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ")[-1][0] != "Z"  # a zombie has exited
