@@ -171,6 +171,20 @@ def test_unet_stage_resumes_from_its_state_as_if_never_stopped(tmp_path):
     assert torch.load(state, weights_only=False)["settings"]["test"] == 2
 
 
+def test_offset_noise_shifts_each_image_and_channel_and_is_plain_noise_at_zero():
+    from lycobench.world.pretrain.generator import training_noise
+
+    shape = (4000, 3, 8, 8)
+    plain = training_noise(shape, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(0)))
+    shifted = training_noise(shape, torch.Generator().manual_seed(0), offset=0.5)
+    means = shifted.mean(dim=(2, 3))  # per image and channel: variance 1/64 + 0.5**2
+    assert abs(means.std().item() - (1 / 64 + 0.25) ** 0.5) < 0.02
+    assert abs(plain.mean(dim=(2, 3)).std().item() - 1 / 8) < 0.01
+    within = shifted - means[..., None, None]  # the shift is constant over the grid
+    assert abs(within.std().item() - plain.std().item()) < 0.01
+
+
 def test_pretrain_stops_before_the_unet_when_the_vae_is_below_the_gate(tmp_path, monkeypatch):
     """The VAE's concept round trip is measured and logged; below --vae-gate the run stops with a message
     naming the fix, before any UNet step. The UNet's channels follow the VAE's latent channels."""

@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ import torch
 from ..captions import POSITION_PHRASES, caption
 from ..concepts import load_concepts
 from ..scenes import Scene, labels, sample_scenes
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 CHECK_SEED = 31_337  # prompt scenes: pretraining draws its scenes from seeds 0 and 1_000_003
 SAMPLER = {"sampler": "dpmpp", "steps": 20, "guidance_scale": 4.0}
@@ -136,10 +140,11 @@ def fine_tune(
     fast: bool,
     adapter: str = "lora",
     overrides: tuple[str, ...] = (),
-) -> Path:
+) -> tuple[Path, DictConfig]:
     """``adapter``'s default config (the paper's, e.g. LoRA dim 8 alpha 4) trained on one exported world
     concept with lycobench.train's ``train`` and the world's training recipe (``overrides``: Hydra
-    overrides on top, e.g. ``train.exposures_per_epoch=80`` to calibrate the recipe)."""
+    overrides on top, e.g. ``train.exposures_per_epoch=80`` to calibrate the recipe). Returns the last
+    checkpoint and the composed config it was trained with."""
     from ... import data as lb_data
     from ...config import compose
     from ...models import model_identity

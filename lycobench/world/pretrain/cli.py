@@ -18,7 +18,7 @@ def _pretrain(args: argparse.Namespace) -> int:
                 Path(args.out or SHIPPED), args.work, minutes=args.minutes, seed=args.seed,
                 threads=args.threads, vae_steps=args.vae_steps, unet_steps=args.unet_steps,
                 decoder_steps=args.decoder_steps, images=args.images, vae_figures=args.vae_figures,
-                latent_channels=args.latent_channels, vae_gate=args.vae_gate,
+                latent_channels=args.latent_channels, vae_gate=args.vae_gate, noise_offset=args.noise_offset,
             )  # fmt: skip
         except VaeBelowGate as e:
             print(f"lycobench: world pretrain: {e}", file=sys.stderr)
@@ -85,6 +85,10 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--vae-gate", type=float,
         help="stop after the VAE stage when a concept's VAE round trip (oracle detection) is below this",
+    )  # fmt: skip
+    p.add_argument(
+        "--noise-offset", type=float, default=0.0,
+        help="scale of a random per-channel shift added to the UNet's training noise (default 0)",
     )  # fmt: skip
     p.set_defaults(func=_pretrain)
 

@@ -111,6 +111,7 @@ def pretrain(
     vae_figures: float = 0.0,
     latent_channels: int = 8,
     vae_gate: float | None = None,
+    noise_offset: float = 0.0,
 ) -> Path:
     """Train everything from scratch and write the diffusers folder ``out``.
 
@@ -124,6 +125,8 @@ def pretrain(
     After the VAE stage the oracle's detection of each category's first concept is measured on its training
     images after a round trip through the VAE (the ceiling of any fine-tune); ``vae_gate``: stop there,
     before the hour of UNet, with :class:`VaeBelowGate` when any concept's round trip is below this rate.
+    ``noise_offset``: the UNet's training noise gets a random per-channel shift of this scale (see
+    ``Trainer.loss``; 0 = plain noise).
     """
     from ...tokenizer import clip_tokenizer
     from .data import WorldData, render_32
@@ -205,7 +208,7 @@ def pretrain(
             "--vae-figures, --latent-channels) in another --work folder."
         )
 
-    trainer = Trainer(data, latents, clip_tokenizer(), seed, batch=batch)
+    trainer = Trainer(data, latents, clip_tokenizer(), seed, batch=batch, noise_offset=noise_offset)
     manifest = {
         "model": "lycobench world base (tiny Stable Diffusion)",
         "code_version": code_version(),
@@ -229,7 +232,8 @@ def pretrain(
             "concept_roundtrip": roundtrip,
             "latent_std": latent_std,
         },
-        "unet": {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()},
+        "unet": {k: list(v) if isinstance(v, tuple) else v for k, v in UNET_CONFIG.items()}
+        | {"in_channels": latent_channels, "out_channels": latent_channels},
         "text_encoder": TEXT_CONFIG | {"token_embedding": "frozen at seeded init", "trained": "jointly"},
         "training": {
             "lr": 1e-3,
@@ -238,6 +242,7 @@ def pretrain(
             "min_snr": MIN_SNR,
             "caption_dropout": 0.1,
             "ema": 0.998,
+            "noise_offset": noise_offset,
         },
         "quality": None,
     }
@@ -257,6 +262,8 @@ def pretrain(
         "batch": batch,
         "code": code_version(("generator.py", "data.py")),
     }
+    if noise_offset:
+        unet_settings["noise_offset"] = noise_offset
     trainer.train(
         steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every,
         state_path=work / "unet-state.pt", settings=unet_settings,
