@@ -171,6 +171,22 @@ def test_unet_stage_resumes_from_its_state_as_if_never_stopped(tmp_path):
     assert torch.load(state, weights_only=False)["settings"]["test"] == 2
 
 
+def test_pretrain_defaults_are_the_shipped_models_recipe():
+    """`world pretrain` without options retrains the shipped model: its manifest's step counts, VAE data,
+    latent channels and noise offset are the defaults."""
+    from lycobench.world.pretrain import SHIPPED_RECIPE, run
+
+    manifest = json.loads((run.SHIPPED / "manifest.json").read_text())
+    assert run.steps_for(run.DEFAULT_MINUTES) == manifest["steps"]
+    figures = manifest["data"].get("vae_figures")
+    assert SHIPPED_RECIPE["vae_figures"] == (
+        0.0 if not figures else round(figures["images"] / (figures["images"] + manifest["data"]["images"]), 3)
+    )
+    latent = json.loads((run.SHIPPED / "vae" / "config.json").read_text())["latent_channels"]
+    assert SHIPPED_RECIPE["latent_channels"] == latent
+    assert SHIPPED_RECIPE["noise_offset"] == manifest["training"].get("noise_offset", 0.0)
+
+
 def test_offset_noise_shifts_each_image_and_channel_and_is_plain_noise_at_zero():
     from lycobench.world.pretrain.generator import training_noise
 

@@ -6,3 +6,7 @@
 - ``clip_model``, ``dino``: the world CLIP (image-text, contrastive) and a self-supervised image encoder
 - ``check``: ``python -m lycobench world check``, the quality measurement
 """
+
+# The shipped base model's recipe, the defaults of ``world pretrain`` (candidates with other settings and
+# why they were not shipped: docs/world-model.md).
+SHIPPED_RECIPE = {"vae_figures": 0.0, "latent_channels": 8, "noise_offset": 0.0}

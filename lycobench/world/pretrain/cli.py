@@ -57,6 +57,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Add ``pretrain`` and ``check`` to the ``world`` subparsers."""
+    from . import SHIPPED_RECIPE
+
     p = sub.add_parser("pretrain", help="train the world's tiny Stable Diffusion and/or its metric encoders")
     p.add_argument(
         "--minutes", type=float, default=50, help="budget on 2 free cores; scales step counts (default 50)"
@@ -78,17 +80,22 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--images", type=int, default=30_000, help="training renders (default 30000)")
     p.add_argument(
-        "--vae-figures", type=float, default=0.0,
-        help="share of random multi-part figures among the VAE's images (default 0: base scenes only)",
+        "--vae-figures", type=float, default=SHIPPED_RECIPE["vae_figures"],
+        help=f"share of random multi-part figures among the VAE's images (default {SHIPPED_RECIPE['vae_figures']}; "
+        "0: base scenes only)",
     )  # fmt: skip
-    p.add_argument("--latent-channels", type=int, default=8, help="the VAE's latent channels (default 8)")
+    p.add_argument(
+        "--latent-channels", type=int, default=SHIPPED_RECIPE["latent_channels"],
+        help=f"the VAE's latent channels (default {SHIPPED_RECIPE['latent_channels']})",
+    )  # fmt: skip
     p.add_argument(
         "--vae-gate", type=float,
         help="stop after the VAE stage when a concept's VAE round trip (oracle detection) is below this",
     )  # fmt: skip
     p.add_argument(
-        "--noise-offset", type=float, default=0.0,
-        help="scale of a random per-channel shift added to the UNet's training noise (default 0)",
+        "--noise-offset", type=float, default=SHIPPED_RECIPE["noise_offset"],
+        help="scale of a random per-channel shift added to the UNet's training noise "
+        f"(default {SHIPPED_RECIPE['noise_offset']}; 0: none)",
     )  # fmt: skip
     p.set_defaults(func=_pretrain)
 

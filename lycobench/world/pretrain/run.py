@@ -21,11 +21,14 @@ import torch
 from ... import __version__
 from ...models import assemble_pipeline
 from .. import vocab
+from . import SHIPPED_RECIPE
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
-DEFAULT_MINUTES = 50
-# about 50 minutes on 2 free cores, estimated from the notes' step timings (see docs/world-model.md)
-DEFAULT_STEPS = {"vae": 1500, "unet": 7000, "decoder": 1000}
+DEFAULT_MINUTES = 50  # --minutes 50 (the default) gives DEFAULT_STEPS
+# The shipped model's step counts. Measured: UNet + decoder 56 minutes on 2 free threads, the VAE 15-18
+# minutes on 2 threads (so about 75 minutes in all; docs/world-model.md)
+DEFAULT_STEPS = {"vae": 1500, "unet": 5000, "decoder": 600}
+
 WORK = Path(tempfile.gettempdir()) / "lycobench-world-pretrain"
 N_IMAGES = 30_000
 N_HOLDOUT = 512  # VAE check images: another seed stream
@@ -108,10 +111,10 @@ def pretrain(
     snapshot_every: int = 500,
     batch: int = 32,
     images: int | None = None,
-    vae_figures: float = 0.0,
-    latent_channels: int = 8,
+    vae_figures: float = SHIPPED_RECIPE["vae_figures"],
+    latent_channels: int = SHIPPED_RECIPE["latent_channels"],
     vae_gate: float | None = None,
-    noise_offset: float = 0.0,
+    noise_offset: float = SHIPPED_RECIPE["noise_offset"],
 ) -> Path:
     """Train everything from scratch and write the diffusers folder ``out``.
 
@@ -120,13 +123,13 @@ def pretrain(
     of the EMA pipeline every ``snapshot_every`` steps go to ``work`` (default: a folder in the temp dir).
     A run restarted with the same settings and ``work`` resumes: the VAE from ``vae.pt``, the UNet stage
     from ``unet-state.pt`` (its last snapshot), with the result of an unbroken run.
-    ``vae_figures``: the share of random multi-part figures among the VAE's images (0 = base scenes only,
-    the shipped recipe; see figures.py). ``latent_channels``: the VAE's (the UNet's input and output follow).
+    ``vae_figures``: the share of random multi-part figures among the VAE's images (0 = base scenes only;
+    see figures.py). ``latent_channels``: the VAE's (the UNet's input and output follow).
     After the VAE stage the oracle's detection of each category's first concept is measured on its training
     images after a round trip through the VAE (the ceiling of any fine-tune); ``vae_gate``: stop there,
     before the hour of UNet, with :class:`VaeBelowGate` when any concept's round trip is below this rate.
     ``noise_offset``: the UNet's training noise gets a random per-channel shift of this scale (see
-    ``Trainer.loss``; 0 = plain noise).
+    ``generator.training_noise``; 0 = plain noise). The defaults are the shipped model's recipe.
     """
     from ...tokenizer import clip_tokenizer
     from .data import WorldData, render_32
@@ -225,9 +228,9 @@ def pretrain(
         "threads": {"vae": vae_threads, "unet": threads},
         "batch": batch,
         "vae": {
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()},
+            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()}
+            | {"latent_channels": latent_channels},
             "kl_weight": KL_WEIGHT,
-            "latent_channels": latent_channels,
             "holdout_psnr_db": round(vae_psnr, 2),
             "concept_roundtrip": roundtrip,
             "latent_std": latent_std,
