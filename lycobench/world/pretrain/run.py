@@ -265,7 +265,7 @@ def pretrain(
         "batch": batch,
         "code": code_version(("generator.py", "data.py")),
     }
-    if noise_offset:
+    if noise_offset:  # absent at 0, so states saved before the option existed still resume
         unet_settings["noise_offset"] = noise_offset
     trainer.train(
         steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every,
