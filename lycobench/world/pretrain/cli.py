@@ -10,7 +10,7 @@ from pathlib import Path
 def _pretrain(args: argparse.Namespace) -> int:
     import sys
 
-    from .run import SHIPPED, VaeBelowGate, pretrain
+    from .run import DEFAULT_MINUTES, SHIPPED, VaeBelowGate, pretrain
 
     if args.what in ("all", "generator"):
         try:
@@ -31,7 +31,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         out = Path(args.encoders_out) if args.encoders_out else None
         quality = train_encoders(
             out / "clip" if out else CLIP_DIR, out / "dino" if out else DINO_DIR, seed=args.seed,
-            threads=args.threads, scale=args.minutes / 50,
+            threads=args.threads, scale=args.minutes / DEFAULT_MINUTES,
         )  # fmt: skip
         print(json.dumps(quality))
     return 0
@@ -58,10 +58,14 @@ def _check(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     """Add ``pretrain`` and ``check`` to the ``world`` subparsers."""
     from . import SHIPPED_RECIPE
+    from .run import DEFAULT_MINUTES
 
     p = sub.add_parser("pretrain", help="train the world's tiny Stable Diffusion and/or its metric encoders")
     p.add_argument(
-        "--minutes", type=float, default=50, help="budget on 2 free cores; scales step counts (default 50)"
+        "--minutes",
+        type=float,
+        default=DEFAULT_MINUTES,
+        help=f"budget on 2 free cores; scales every step count (default {DEFAULT_MINUTES:g}: the shipped recipe)",
     )
     p.add_argument(
         "--out", help="diffusers folder to write (default: the shipped lycobench/world/weights/base)"

@@ -1,8 +1,8 @@
 """``python -m lycobench world pretrain``: VAE, then UNet + text encoder, saved as a diffusers folder.
 
 Deterministic given the seed, the step counts and the thread count (float reductions depend on threads).
-Step counts, not wall time, define the run: ``--minutes`` scales the default step counts, which were sized
-for about 50 minutes on 2 free cores, so the same ``--minutes`` always gives the same model.
+Step counts, not wall time, define the run: ``--minutes`` scales the default step counts (the shipped
+model's, about 105 minutes on 2 free cores), so the same ``--minutes`` always gives the same model.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from .. import vocab
 from . import SHIPPED_RECIPE
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
-DEFAULT_MINUTES = 50  # --minutes 50 (the default) gives DEFAULT_STEPS
-# The shipped model's step counts. Measured: UNet + decoder 56 minutes on 2 free threads, the VAE 15-18
-# minutes on 2 threads (so about 75 minutes in all; docs/world-model.md)
-DEFAULT_STEPS = {"vae": 1500, "unet": 5000, "decoder": 600}
+# The shipped model's step counts, and what they cost on 2 free threads (measured stage by stage: data 2
+# minutes, VAE 15, round trip and latents 2, UNet 0.5 s/step, decoder 4; docs/world-model.md).
+# --minutes M scales every count by M / DEFAULT_MINUTES.
+DEFAULT_STEPS = {"vae": 1500, "unet": 10000, "decoder": 600}
+DEFAULT_MINUTES = 105
 
 WORK = Path(tempfile.gettempdir()) / "lycobench-world-pretrain"
 N_IMAGES = 30_000
