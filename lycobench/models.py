@@ -153,7 +153,8 @@ def world_folder(path: str | None = None) -> Path:
     if not (folder / "model_index.json").is_file():
         raise ModelNotFound(
             f"the world base model is missing: {folder} has no model_index.json (conf/model/world.yaml). "
-            "Run `python -m lycobench world pretrain` to train it (about an hour on 2 CPU cores)."
+            "Run `python -m lycobench world pretrain` to train it (under an hour on 2 CPU cores; add "
+            "`--minutes 106` for the shipped model's longer recipe)."
         )
     return folder
 

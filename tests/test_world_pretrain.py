@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lycobench.models import ModelNotFound, world_folder
+from lycobench.world.cli import parser
 from lycobench.world.pretrain import check
 from lycobench.world.pretrain.data import WorldData
 from lycobench.world.pretrain.run import SHIPPED
@@ -171,13 +172,20 @@ def test_unet_stage_resumes_from_its_state_as_if_never_stopped(tmp_path):
     assert torch.load(state, weights_only=False)["settings"]["test"] == 2
 
 
-def test_pretrain_defaults_are_the_shipped_models_recipe():
-    """`world pretrain` without options retrains the shipped model: its manifest's step counts, VAE data,
-    latent channels and noise offset are the defaults."""
+def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
+    """`world pretrain` without options runs the shipped model's recipe (VAE data, latent channels, noise
+    offset) scaled to fit an hour; `--minutes SHIPPED_MINUTES` gives the shipped step counts."""
     from lycobench.world.pretrain import SHIPPED_RECIPE, run
 
     manifest = json.loads((run.SHIPPED / "manifest.json").read_text())
-    assert run.steps_for(run.DEFAULT_MINUTES) == manifest["steps"]
+    assert run.steps_for(run.SHIPPED_MINUTES) == manifest["steps"] == run.DEFAULT_STEPS
+    assert run.predicted_minutes(run.DEFAULT_STEPS) == run.SHIPPED_MINUTES
+    default = run.steps_for(run.DEFAULT_MINUTES)
+    assert default == {"vae": 750, "unet": 5000, "decoder": 300}
+    assert run.predicted_minutes(default) == pytest.approx(run.DEFAULT_MINUTES) and run.DEFAULT_MINUTES <= 60
+    assert "--minutes 106" in manifest["reproduce"]
+    args = parser().parse_args(["pretrain"])  # the bare command: the generator, within the default budget
+    assert (args.what, args.minutes) == ("generator", run.DEFAULT_MINUTES)
     figures = manifest["data"].get("vae_figures")
     assert SHIPPED_RECIPE["vae_figures"] == (
         0.0 if not figures else round(figures["images"] / (figures["images"] + manifest["data"]["images"]), 3)

@@ -10,7 +10,7 @@ from pathlib import Path
 def _pretrain(args: argparse.Namespace) -> int:
     import sys
 
-    from .run import DEFAULT_MINUTES, SHIPPED, VaeBelowGate, pretrain
+    from .run import SHIPPED, VaeBelowGate, pretrain
 
     if args.what in ("all", "generator"):
         try:
@@ -31,7 +31,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         out = Path(args.encoders_out) if args.encoders_out else None
         quality = train_encoders(
             out / "clip" if out else CLIP_DIR, out / "dino" if out else DINO_DIR, seed=args.seed,
-            threads=args.threads, scale=args.minutes / DEFAULT_MINUTES,
+            threads=args.threads,
         )  # fmt: skip
         print(json.dumps(quality))
     return 0
@@ -58,22 +58,29 @@ def _check(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     """Add ``pretrain`` and ``check`` to the ``world`` subparsers."""
     from . import SHIPPED_RECIPE
-    from .run import DEFAULT_MINUTES
+    from .run import DEFAULT_MINUTES, SHIPPED_MINUTES
 
     p = sub.add_parser("pretrain", help="train the world's tiny Stable Diffusion and/or its metric encoders")
     p.add_argument(
         "--minutes",
         type=float,
         default=DEFAULT_MINUTES,
-        help=f"budget on 2 free cores; scales every step count (default {DEFAULT_MINUTES:g}: the shipped recipe)",
+        help=f"the generator's budget on 2 free cores: scales the shipped recipe's step counts to fit it "
+        f"(default {DEFAULT_MINUTES:g}; {SHIPPED_MINUTES:g} retrains the shipped model)",
     )
     p.add_argument(
-        "--out", help="diffusers folder to write (default: the shipped lycobench/world/weights/base)"
+        "--out",
+        help="diffusers folder to write (default: the shipped lycobench/world/weights/base, replacing the "
+        "shipped model; use model.path=<folder> to run studies on another folder)",
     )
     p.add_argument(
         "--work", help="log, VAE and snapshots (default: lycobench-world-pretrain in the temp dir)"
     )
-    p.add_argument("--what", choices=["all", "generator", "encoders"], default="all")
+    p.add_argument(
+        "--what", choices=["all", "generator", "encoders"], default="generator",
+        help="generator (default): the tiny Stable Diffusion within --minutes; encoders: the world CLIP and "
+        "DINO at their shipped step counts (about 33 minutes on one thread); all: both",
+    )  # fmt: skip
     p.add_argument("--encoders-out", help="folder for clip/ and dino/ (default: lycobench/world/weights/)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a crowded machine)")

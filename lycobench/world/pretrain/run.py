@@ -1,8 +1,8 @@
 """``python -m lycobench world pretrain``: VAE, then UNet + text encoder, saved as a diffusers folder.
 
 Deterministic given the seed, the step counts and the thread count (float reductions depend on threads).
-Step counts, not wall time, define the run: ``--minutes`` scales the default step counts (the shipped
-model's, about 105 minutes on 2 free cores), so the same ``--minutes`` always gives the same model.
+Step counts, not wall time, define the run: ``--minutes`` scales the shipped model's step counts (about
+106 minutes on 2 free cores) to fit its budget, so the same ``--minutes`` always gives the same model.
 """
 
 from __future__ import annotations
@@ -24,11 +24,14 @@ from .. import vocab
 from . import SHIPPED_RECIPE
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
-# The shipped model's step counts, and what they cost on 2 free threads (measured stage by stage: data 2
-# minutes, VAE 15, round trip and latents 2, UNet 0.5 s/step, decoder 4; docs/world-model.md).
-# --minutes M scales every count by M / DEFAULT_MINUTES.
+# The shipped model's step counts, and what each stage costs on 2 free threads (measured stage by stage;
+# docs/world-model.md): rendering the data, the concepts' round trip and the latents take FIXED_MINUTES at
+# any budget; the three training stages scale with their step counts (the UNet at 0.5 s/step).
 DEFAULT_STEPS = {"vae": 1500, "unet": 10000, "decoder": 600}
-DEFAULT_MINUTES = 105
+STAGE_MINUTES = {"vae": 15, "unet": 83, "decoder": 4}
+FIXED_MINUTES = 4
+SHIPPED_MINUTES = FIXED_MINUTES + sum(STAGE_MINUTES.values())  # 106: --minutes 106 retrains the shipped model
+DEFAULT_MINUTES = 55  # the command's default budget: an hour with margin (750 / 5,000 / 300 steps)
 
 WORK = Path(tempfile.gettempdir()) / "lycobench-world-pretrain"
 N_IMAGES = 30_000
@@ -47,8 +50,14 @@ def code_version(files: tuple[str, ...] = ()) -> str:
 
 
 def steps_for(minutes: float) -> dict[str, int]:
-    scale = minutes / DEFAULT_MINUTES
+    """Step counts whose predicted cost on 2 free threads is ``minutes`` (every stage scaled alike)."""
+    scale = (minutes - FIXED_MINUTES) / (SHIPPED_MINUTES - FIXED_MINUTES)
     return {k: max(20, int(round(v * scale))) for k, v in DEFAULT_STEPS.items()}
+
+
+def predicted_minutes(steps: dict[str, int]) -> float:
+    """What ``steps`` cost on 2 free threads, from the stages' measured rates."""
+    return FIXED_MINUTES + sum(STAGE_MINUTES[k] * steps[k] / DEFAULT_STEPS[k] for k in DEFAULT_STEPS)
 
 
 def save_folder(pipe, folder: Path, manifest: dict) -> Path:
@@ -130,7 +139,8 @@ def pretrain(
     images after a round trip through the VAE (the ceiling of any fine-tune); ``vae_gate``: stop there,
     before the hour of UNet, with :class:`VaeBelowGate` when any concept's round trip is below this rate.
     ``noise_offset``: the UNet's training noise gets a random per-channel shift of this scale (see
-    ``generator.training_noise``; 0 = plain noise). The defaults are the shipped model's recipe.
+    ``generator.training_noise``; 0 = plain noise). The defaults are the shipped model's recipe at the
+    budget of ``minutes`` (``SHIPPED_MINUTES`` gives the shipped model's step counts).
     """
     from ...tokenizer import clip_tokenizer
     from .data import WorldData, render_32
