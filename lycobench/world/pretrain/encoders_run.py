@@ -19,13 +19,13 @@ DEFAULTS = {"images": 12_000, "clip_steps": 600, "dino_steps": 1200, "batch": 64
 
 def train_encoders(
     clip_dir: Path = CLIP_DIR, dino_dir: Path = DINO_DIR, seed: int = 0, threads: int = 2,
-    scale: float = 1.0, log=print, train_clip_too: bool = True,
+    log=print, train_clip_too: bool = True,
 ) -> dict[str, float]:  # fmt: skip
-    """Train both encoders (step counts x ``scale``), save them fp16, measure them on held-out renders."""
+    """Train both encoders (the shipped step counts), save them, measure them on held-out renders."""
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     d = DEFAULTS
-    steps_c, steps_d = max(10, int(d["clip_steps"] * scale)), max(10, int(d["dino_steps"] * scale))
+    steps_c, steps_d = d["clip_steps"], d["dino_steps"]
     common = {"code_version": code_version(), "seed": seed, "data_seed": seed, "images": d["images"],
               "batch": d["batch"], "threads": threads}  # fmt: skip
     t0 = time.time()
