@@ -246,3 +246,31 @@ def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
     assert all(0.0 <= r <= 1.0 for r in [scores["base"], *scores["tuned_by_adapter"].values()])
     assert result["settings"]["overrides"] == overrides
     assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()
+
+
+def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_path, monkeypatch):
+    from lycobench.__main__ import main
+
+    runs = []
+    real_fine_tune = check.fine_tune
+    monkeypatch.setattr(
+        check, "fine_tune", lambda _m, names, *a: runs.append(names) or real_fine_tune(_m, names, *a)
+    )
+    out = tmp_path / "check.json"
+    argv = ["world", "check", "--out", str(out), "--fast", "--parts", "concepts", "--threads", "1"]
+    assert main([*argv, "--concepts", "duck", "cartoon", "--together"]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["concepts"]) == ["duck", "cartoon"] and result["settings"]["together"] is True
+    duck, cartoon = result["concepts"]["duck"], result["concepts"]["cartoon"]
+    assert runs == [["duck", "cartoon"]] and duck["train_s"] == cartoon["train_s"]  # one shared run
+    assert duck["category"] == "object" and cartoon["category"] == "style"
+    assert all(0.0 <= s[k] <= 1.0 for s in (duck, cartoon) for k in ("base", "tuned"))
+
+
+def test_concept_check_names_unknown_concepts_before_any_compute(tmp_path, capsys):
+    from lycobench.__main__ import main
+
+    out = tmp_path / "check.json"
+    assert main(["world", "check", "--out", str(out), "--concepts", "bear", "teddy"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown concept(s) teddy" in err and "concepts/world/" in err and not out.exists()

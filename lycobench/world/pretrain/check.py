@@ -135,16 +135,16 @@ def trigger_prompts(concept, per_leaf: int) -> list[str]:
 
 def fine_tune(
     model_folder: Path,
-    name: str,
+    names: list[str],
     work: Path,
     fast: bool,
     adapter: str = "lora",
     overrides: tuple[str, ...] = (),
 ) -> tuple[Path, DictConfig]:
-    """``adapter``'s default config (the paper's, e.g. LoRA dim 8 alpha 4) trained on one exported world
-    concept with lycobench.train's ``train`` and the world's training recipe (``overrides``: Hydra
-    overrides on top, e.g. ``train.exposures_per_epoch=80`` to calibrate the recipe). Returns the last
-    checkpoint and the composed config it was trained with."""
+    """``adapter``'s default config (the paper's, e.g. LoRA dim 8 alpha 4) trained on the exported world
+    concepts ``names`` (one model for all of them, as a study trains) with lycobench.train's ``train`` and
+    the world's training recipe (``overrides``: Hydra overrides on top, e.g. ``train.exposures_per_epoch=80``
+    to calibrate the recipe). Returns the last checkpoint and the composed config it was trained with."""
     from ... import data as lb_data
     from ...config import compose
     from ...models import model_identity
@@ -152,7 +152,7 @@ def fine_tune(
     from ...train import train
     from ..export import export
 
-    folder = export(work / "concepts", [name])[0]
+    folders = export(work / "concepts", names)
     config = [
         "model=world",
         f"model.path={model_folder}",
@@ -163,9 +163,10 @@ def fine_tune(
     if fast:
         config += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
     cfg = compose([*config, *overrides])
+    stem = f"{'+'.join(names)}-{adapter}"
     saved = train(
-        cfg, lb_data.load_concepts([str(folder)]), lambda step: work / f"{name}-{adapter}-{step}.safetensors",
-        work / f"{name}-{adapter}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
+        cfg, lb_data.load_concepts([str(f) for f in folders]), lambda step: work / f"{stem}-{step}.safetensors",
+        work / f"{stem}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
     )  # fmt: skip
     return saved[max(saved)], cfg
 
@@ -196,34 +197,43 @@ def concept_scores(
     fast: bool,
     adapter_names: tuple[str, ...] = ("lora",),
     overrides: tuple[str, ...] = (),
+    together: bool = False,
 ) -> dict:
     """Per concept: detection in base images and after a fine-tune with each of ``adapter_names`` (``tuned`` is
-    the first one's, LoRA by default; ``tuned_by_adapter`` holds all of them when there are several)."""
+    the first one's, LoRA by default; ``tuned_by_adapter`` holds all of them when there are several). Each
+    concept is fine-tuned alone, or (``together``) one model per adapter learns all of ``names`` at once, as
+    in a study; ``train_s`` is then that shared run's time."""
     from omegaconf import OmegaConf
 
     from ... import adapters as adapter_io
 
     concepts = load_concepts()
     base = load_pipe(model_folder)
-    out = {}
-    for name in names:
-        c = concepts[name]
-        prompts = trigger_prompts(c, per_leaf)
-        rate_base = detection_rate(oracle, sample(base, prompts), name)
-        tuned, seconds = {}, {}
+    groups = [names] if together else [[name] for name in names]
+    tuned: dict[str, dict[str, float]] = {name: {} for name in names}
+    seconds: dict[str, dict[str, int]] = {name: {} for name in names}
+    for group in groups:
         for adapter in adapter_names:
             t0 = time.time()
-            ckpt, cfg = fine_tune(model_folder, name, work, fast, adapter, overrides)
+            ckpt, cfg = fine_tune(model_folder, group, work, fast, adapter, overrides)
             pipe = load_pipe(model_folder)
             adapter_io.load(
                 pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
             )
-            tuned[adapter] = detection_rate(oracle, sample(pipe, prompts), name)
-            seconds[adapter] = round(time.time() - t0)
-        out[name] = {"category": c.category, "base": rate_base, "tuned": tuned[adapter_names[0]],
-                     **({"tuned_by_adapter": tuned} if len(adapter_names) > 1 else {}),
+            for name in group:
+                prompts = trigger_prompts(concepts[name], per_leaf)
+                tuned[name][adapter] = detection_rate(oracle, sample(pipe, prompts), name)
+            for name in group:  # a shared run's time counts for each of its concepts
+                seconds[name][adapter] = round(time.time() - t0)
+    out = {}
+    for name in names:
+        c = concepts[name]
+        prompts = trigger_prompts(c, per_leaf)
+        several = len(adapter_names) > 1
+        out[name] = {"category": c.category, "base": detection_rate(oracle, sample(base, prompts), name),
+                     "tuned": tuned[name][adapter_names[0]], **({"tuned_by_adapter": tuned[name]} if several else {}),
                      **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts)),
-                     "images": len(prompts), "train_s": seconds if len(adapter_names) > 1 else seconds[adapter_names[0]]}  # fmt: skip
+                     "images": len(prompts), "train_s": seconds[name] if several else seconds[name][adapter_names[0]]}  # fmt: skip
     return out
 
 
@@ -239,6 +249,8 @@ def run_check(
     parts: tuple[str, ...] = PARTS,
     adapter_names: tuple[str, ...] = ("lora",),
     overrides: tuple[str, ...] = (),
+    concept_names: tuple[str, ...] = (),
+    together: bool = False,
 ) -> dict:
     """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
     Parts are independent: separate processes may measure them and their JSON objects be merged."""
@@ -261,9 +273,9 @@ def run_check(
         result["base"] = score_base(oracle.predict(images), scenes, prompts, held)
     if "concepts" in parts:
         with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
-            names = pick_concepts(fast)
+            names = list(concept_names) or pick_concepts(fast)
             result["concepts"] = concept_scores(
-                folder, oracle, names, 2 if fast else 16, Path(tmp), fast, adapter_names, overrides
+                folder, oracle, names, 2 if fast else 16, Path(tmp), fast, adapter_names, overrides, together
             )
     if "encoders" in parts:
         result["clip_retrieval_at_10"] = round(
@@ -273,7 +285,7 @@ def run_check(
             dino_knn_accuracy(load_world_dino(), per_concept=3 if fast else 20), 4
         )
     result["settings"] = {"model": str(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
-                          "train": TRAIN_GROUP, "adapters": list(adapter_names), "overrides": list(overrides), "fast": fast, "parts": list(parts),
+                          "train": TRAIN_GROUP, "adapters": list(adapter_names), "overrides": list(overrides), "together": together, "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,19 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..concepts import load_concepts
     from .check import run_check
 
+    unknown = sorted(set(args.concepts or []) - set(load_concepts()))
+    if unknown:
+        print(
+            f"lycobench: world check: unknown concept(s) {', '.join(unknown)}; the world's concepts are "
+            f"{', '.join(load_concepts())} (files in concepts/world/)",
+            file=sys.stderr,
+        )
+        return 2
     result = run_check(
         Path(args.out),
         args.model,
@@ -49,6 +60,8 @@ def _check(args: argparse.Namespace) -> int:
         parts=tuple(args.parts),
         adapter_names=tuple(args.adapters),
         overrides=tuple(args.overrides),
+        concept_names=tuple(args.concepts or ()),
+        together=args.together,
     )
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
@@ -133,6 +146,14 @@ def add_commands(sub) -> None:
         "--overrides", nargs="+", default=[], metavar="KEY=VALUE",
         help="Hydra overrides for the concepts' fine-tunes (default none: train=scaled as the studies use "
         "it), e.g. train.exposures_per_epoch=80 to calibrate the world's training recipe",
+    )  # fmt: skip
+    c.add_argument(
+        "--concepts", nargs="+", metavar="NAME",
+        help="world concepts to fine-tune (default: the first of each category; one with --fast)",
+    )  # fmt: skip
+    c.add_argument(
+        "--together", action="store_true",
+        help="one fine-tune per adapter learns all the concepts at once, as a study trains (default: each alone)",
     )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
     c.set_defaults(func=_check)
