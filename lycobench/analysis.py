@@ -549,6 +549,53 @@ def overfitting_alarms(crit: pd.DataFrame, tol: float = OVERFIT_TOL) -> pd.DataF
     return pd.DataFrame(rows, columns=cols)
 
 
+LEARNED = 0.8  # a checkpoint has learned a leaf when the oracle detects it in >= 80% of its trigger images
+
+
+def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFrame:
+    """Did the fine-tunes learn the concepts? Per leaf, from the oracle's ``concept_detection`` on trigger
+    prompts (world sweeps only; empty otherwise): over every trained checkpoint the median and best rate
+    and the share at or above ``learned``, and the median at each run's last checkpoint. Fidelity
+    rankings among checkpoints that never learned a leaf compare failures; the report says so."""
+    cols = ["leaf", "checkpoints", "median", "best", "best_cell", "best_seed", "best_epoch",
+            "share_learned", "median_last"]  # fmt: skip
+    d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    last = d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")
+    rows = []
+    for leaf, g in d.groupby("leaf"):
+        top = g.loc[g["value"].idxmax()]
+        rows.append({
+            "leaf": leaf, "checkpoints": len(g), "median": g["value"].median(), "best": top["value"],
+            "best_cell": top["cell"], "best_seed": top["seed"], "best_epoch": top["epoch"],
+            "share_learned": float((g["value"] >= learned).mean()), "median_last": g.loc[last[g.index], "value"].median(),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def learning_warning(learning: pd.DataFrame, learned: float = LEARNED) -> str | None:
+    """One sentence when some leaf was learned by no checkpoint, or by fewer than half of them."""
+    if learning.empty:
+        return None
+    never = learning.loc[learning["share_learned"] == 0, "leaf"].tolist()
+    rarely = learning.loc[
+        (learning["share_learned"] > 0) & (learning["share_learned"] < 0.5), "leaf"
+    ].tolist()
+    if not never and not rarely:
+        return None
+    parts = []
+    if never:
+        parts.append(f"no checkpoint learned {', '.join(never)}")
+    if rarely:
+        parts.append(f"fewer than half of the checkpoints learned {', '.join(rarely)}")
+    return (
+        f"{'; '.join(parts)} (learned: the oracle detects the concept in >= {learned:.0%} of the trigger "
+        "images). Fidelity scores for those leaves rank checkpoints that mostly failed to learn; a larger "
+        "training budget (train.exposures_per_epoch, train.epochs) teaches more."
+    )
+
+
 # The paper's scatter panels (section 6, item 4) as (x, y) metric columns (metric, prompt type).
 SCATTER_PAIRS = [
     (("image_similarity", "alter"), ("text_similarity", "alter")),

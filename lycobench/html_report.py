@@ -12,7 +12,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from .analysis import CATBOOST_PARAMS, CRITERIA, EXTRA, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+from .analysis import CATBOOST_PARAMS, CRITERIA, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
@@ -108,8 +108,12 @@ def render(
         parts.append(
             f"<details><summary>Notes ({len(items)})</summary><ul class='note'>{''.join(items)}</ul></details>"
         )
+    if result.get("learning_warning"):
+        parts.append(f"<div class='box'><b>Concepts not learned:</b> {escape(result['learning_warning'])} "
+                     "<a href='#learning'>Details</a>.</div>")  # fmt: skip
     sections = [
         ("ranking", "Ranking of algorithms", _ranking(result)),
+        ("learning", "Were the concepts learned?", _learning(result)),
         ("configs", "Configurations", _configs(result)),
         ("summary", "Scores per category", _summary(result, every_column=not compact)),
         ("best", "Best checkpoints and overfitting alarms", _best(result)),
@@ -156,6 +160,18 @@ def _ranking(result: dict) -> str:
         "ranked per criterion, higher = better, from the normalised score averaged over categories, seeds and "
         f"checkpoints (shown small, with its CI). Criteria: {escape(desc)}.</p>"
         + table(pd.DataFrame(rows), left=("criterion",), raw_html=tuple(cells))
+    )
+
+
+def _learning(result: dict) -> str:
+    t = result.get("learning")
+    if t is None or t.empty:
+        return "<p class='note'>Needs the oracle (world sweeps, <code>encoders=world</code>).</p>"
+    return (
+        "<p>Per leaf, the oracle's concept detection on the trigger prompts: the median and best over every "
+        "trained checkpoint (and which one was best), the share of checkpoints that learned the leaf (detection "
+        f"&ge; {LEARNED:.0%}), and the median at each run's last checkpoint "
+        f"({_link(result, 'concept_learning.csv')}).</p>" + table(t, left=("leaf", "best_cell"))
     )
 
 
@@ -348,6 +364,7 @@ def _files(result: dict) -> str:
         ("overfitting.csv", "overfitting alarms"),
         ("pareto.csv", "Pareto front members"),
         ("correlations.csv", "correlation matrix of normalised scores"),
+        ("concept_learning.csv", "oracle concept detection per leaf: were the concepts learned?"),
         ("shap/summary.csv", "SHAP model fit quality and mean |SHAP| per feature"),
         ("metrics.csv", "every raw metric row of every finished run"),
         ("summary.csv", "raw metric means per configuration and step"),

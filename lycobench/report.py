@@ -425,6 +425,11 @@ def _markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
         t = result["table1"].pivot(index="criterion", columns="cell", values="rank").reset_index()
         md.append("\n## Ranking of the algorithms per criterion (Table 1 style; higher = better)\n\n")
         md.append(markdown(t, ".1f"))
+    if result is not None and len(result["learning"]):
+        md.append("\n## Were the concepts learned? (oracle concept detection on trigger prompts)\n\n")
+        if result["learning_warning"]:
+            md.append(f"**Warning:** {result['learning_warning']}\n\n")
+        md.append(markdown(result["learning"], ".2f"))
     md.append("\n## Metrics (mean over leaves, mean and std over seeds; step 0 = base model)\n\n")
     md.append(markdown(summary) if len(summary) else "no finished runs yet\n")
     return "".join(md)
@@ -460,6 +465,7 @@ def analyse(
     best = an.best_checkpoints(crit)
     alarms = an.overfitting_alarms(crit)
     corr = an.correlations(leaf)
+    learning = an.concept_learning(raw)
     tables = {
         "configs.csv": configs,
         "summary_ci.csv": summary,
@@ -469,6 +475,7 @@ def analyse(
         "best_checkpoints.csv": best,
         "overfitting.csv": alarms,
         "correlations.csv": corr.reset_index() if len(corr) else corr,
+        "concept_learning.csv": learning,
     }
     for name, df in tables.items():
         cache.table(name, df.to_csv(index=False, float_format="%.6g"))
@@ -482,6 +489,8 @@ def analyse(
         "paired": pairs,
         "best": best,
         "alarms": alarms,
+        "learning": learning,
+        "learning_warning": an.learning_warning(learning),
         "figures": [],  # (section, title, path under report/, caption, note)
         "skipped": [],  # (section, title, why)
     }

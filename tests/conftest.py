@@ -101,6 +101,8 @@ def metric_rows(f: dict | None, step: int, epoch: float, seed: int, columns=COLU
             "text_similarity": 0.5 - 0.3 * fid + (0.2 if attn_only else 0.0),
             "vendi": 12 - 10 * fid + (0.01 * (seed % 3) if f is not None else 0.0),
             "mystery_score": 2 * fid,
+            # the oracle's detection (world sweeps): the toy is learned late, the hero never
+            "concept_detection": (min(1.0, fid + 0.3) if leaf == "toy" else 0.0) if f is not None else 0.0,
         }
         offset = {"train": 0.05, "trigger": 0.0, "alter": -0.1}
         for m, pt in columns:

@@ -370,3 +370,40 @@ def test_catboost_shap_values_equal_shap_tree_explainer():
     X = rows[an.FEATURES].reset_index(drop=True)
     model.fit(X, rows["score"].to_numpy(), cat_features=an.CAT_FEATURES)
     assert np.allclose(shap.TreeExplainer(model).shap_values(X), res.shap)
+
+
+def detection_rows(values: dict, leaf: str) -> pd.DataFrame:
+    """Trigger-prompt concept detection per (cell, seed, step) checkpoint, plus a base-model row of 1.0
+    (which must never count as learning)."""
+    rows = [
+        dict(cell=c, seed=s, step=st, epoch=st / 10, is_base=False, value=v)
+        for (c, s, st), v in values.items()
+    ]
+    rows.append(dict(cell="base", seed=pd.NA, step=0, epoch=0.0, is_base=True, value=1.0))
+    return pd.DataFrame(rows).assign(leaf=leaf, metric="concept_detection", prompt_type="trigger")
+
+
+def test_concept_learning_counts_learned_checkpoints_per_leaf():
+    learned = detection_rows(
+        {("a", 1, 10): 0.5, ("a", 1, 30): 0.9, ("b", 1, 10): 0.8, ("b", 1, 30): 0.7}, "x"
+    )
+    never = detection_rows({("a", 1, 10): 0.0, ("a", 1, 30): 0.25, ("b", 1, 10): 0.1, ("b", 1, 30): 0.0}, "y")
+    other = never.assign(prompt_type="alter", value=1.0)  # only trigger prompts count
+    t = an.concept_learning(pd.concat([learned, never, other], ignore_index=True)).set_index("leaf")
+    assert t.loc["x", "share_learned"] == 0.5 and t.loc["x", "best"] == 0.9 and t.loc["x", "checkpoints"] == 4
+    assert (t.loc["x", "best_cell"], t.loc["x", "best_epoch"]) == ("a", 3.0)
+    assert t.loc["x", "median_last"] == pytest.approx(0.8)  # last checkpoints: 0.9 (a) and 0.7 (b)
+    assert t.loc["y", "share_learned"] == 0 and t.loc["y", "median"] == pytest.approx(0.05)
+    warning = an.learning_warning(t.reset_index())
+    assert "no checkpoint learned y" in warning and "x" not in warning.split("(")[0]
+
+
+def test_no_learning_warning_when_most_checkpoints_learned_or_without_an_oracle():
+    good = detection_rows({("a", 1, 10): 0.8, ("a", 1, 30): 1.0, ("b", 1, 10): 0.6, ("b", 1, 30): 0.9}, "x")
+    assert an.learning_warning(an.concept_learning(good)) is None
+    rarely = detection_rows({("a", 1, 10): 0.8, ("a", 1, 30): 0.1, ("b", 1, 10): 0.6, ("b", 1, 30): 0.2}, "x")
+    assert "fewer than half of the checkpoints learned x" in an.learning_warning(an.concept_learning(rarely))
+    no_oracle = good.assign(metric="image_similarity")
+    assert (
+        an.concept_learning(no_oracle).empty and an.learning_warning(an.concept_learning(no_oracle)) is None
+    )

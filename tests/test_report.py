@@ -195,6 +195,7 @@ def test_a_sweep_without_the_papers_metrics_skips_plots_with_notes(tmp_path, cli
     assert r.returncode == 0, r.stderr
     html = (sweep / "report" / "index.html").read_text()
     assert "Skipped" in html and "not measured in this sweep" in html
+    assert "Concepts not learned" not in html and "Needs the oracle" in html  # no oracle, no verdict
     t = pd.read_csv(sweep / "report" / "shap" / "summary.csv")
     assert (t["n_rows"] == len(EPOCHS)).all() and t["note"].str.contains("checkpoint").all()
     assert "Runs not finished" not in html
@@ -252,3 +253,18 @@ def test_compact_report_gzips_big_tables_and_palettes_figures(built, tmp_path, m
     assert (dest / "summary_ci.csv").read_bytes() == (out / "summary_ci.csv").read_bytes()
     with Image.open(dest / "plots" / "correlation.png") as im:
         assert im.mode != "P"
+
+
+def test_the_report_says_when_the_concepts_were_not_learned(tmp_path, cli):
+    """World sweeps carry the oracle's concept detection: the page warns about leaves no checkpoint learned."""
+    columns = [("vendi", "trigger"), ("concept_detection", "trigger")]
+    sweep = make_sweep(
+        tmp_path, configs={"lora": CONFIGS["lora"], "loha": CONFIGS["loha"]}, seeds=(23, 24), columns=columns
+    )
+    assert cli("report", str(sweep)).returncode == 0
+    t = pd.read_csv(sweep / "report" / "concept_learning.csv").set_index("leaf")
+    assert t.loc["toy", "share_learned"] == 0.5 and t.loc["toy", "best_epoch"] == 6  # learned at epoch 6 only
+    assert (t.loc[["hero.blue", "hero.red"], "share_learned"] == 0).all() and (t["checkpoints"] == 8).all()
+    html = (sweep / "report" / "index.html").read_text()
+    assert "Concepts not learned" in html and "no checkpoint learned hero.blue, hero.red" in html
+    assert "Were the concepts learned?" in (sweep / "report" / "metrics.md").read_text()

@@ -248,7 +248,7 @@ def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
     assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()
 
 
-def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_path, monkeypatch):
+def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_path, monkeypatch, capsys):
     from lycobench.__main__ import main
 
     runs = []
@@ -261,6 +261,7 @@ def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_pat
     assert main([*argv, "--concepts", "duck", "cartoon", "--together"]) == 0
     result = json.loads(out.read_text())
     assert list(result["concepts"]) == ["duck", "cartoon"] and result["settings"]["together"] is True
+    assert capsys.readouterr().out.rstrip().endswith(f"wrote {out}")  # no PNG grid without base samples
     duck, cartoon = result["concepts"]["duck"], result["concepts"]["cartoon"]
     assert runs == [["duck", "cartoon"]] and duck["train_s"] == cartoon["train_s"]  # one shared run
     assert duck["category"] == "object" and cartoon["category"] == "style"

@@ -223,8 +223,9 @@ def concept_scores(
             for name in group:
                 prompts = trigger_prompts(concepts[name], per_leaf)
                 tuned[name][adapter] = detection_rate(oracle, sample(pipe, prompts), name)
-            for name in group:  # a shared run's time counts for each of its concepts
-                seconds[name][adapter] = round(time.time() - t0)
+            elapsed = round(time.time() - t0)  # a shared run's time counts for each of its concepts
+            for name in group:
+                seconds[name][adapter] = elapsed
     out = {}
     for name in names:
         c = concepts[name]

@@ -64,7 +64,8 @@ def _check(args: argparse.Namespace) -> int:
         together=args.together,
     )
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+    grid = f" and {Path(args.out).with_suffix('.png')}" if "base" in args.parts else ""  # base samples only
+    print(f"wrote {args.out}{grid}")
     return 0
 
 
