@@ -560,6 +560,7 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     cols = ["leaf", "checkpoints", "median", "best", "best_cell", "best_seed", "best_epoch",
             "share_learned", "median_last"]  # fmt: skip
     d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
+    d = d.dropna(subset=["value"])
     if d.empty:
         return pd.DataFrame(columns=cols)
     last = d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")
