@@ -555,9 +555,10 @@ LEARNED = 0.8  # a checkpoint has learned a leaf when the oracle detects it in >
 def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFrame:
     """Did the fine-tunes learn the concepts? Per leaf, from the oracle's ``concept_detection`` on trigger
     prompts (world sweeps only; empty otherwise): over every trained checkpoint the median and best rate
-    and the share at or above ``learned``, and the median at each run's last checkpoint. Fidelity
+    and the share at or above ``learned``, and the median at each run's last checkpoint; ``images`` is the
+    number of trigger images behind one rate (few images make a single rate noisy). Fidelity
     rankings among checkpoints that never learned a leaf compare failures; the report says so."""
-    cols = ["leaf", "checkpoints", "median", "best", "best_cell", "best_seed", "best_epoch",
+    cols = ["leaf", "checkpoints", "images", "median", "best", "best_cell", "best_seed", "best_epoch",
             "share_learned", "median_last"]  # fmt: skip
     d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
     d = d.dropna(subset=["value"])
@@ -567,9 +568,11 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     rows = []
     for leaf, g in d.groupby("leaf"):
         top = g.loc[g["value"].idxmax()]
+        where = (top["cell"], top["seed"], top["epoch"]) if top["value"] > 0 else (None, None, np.nan)
         rows.append({
-            "leaf": leaf, "checkpoints": len(g), "median": g["value"].median(), "best": top["value"],
-            "best_cell": top["cell"], "best_seed": top["seed"], "best_epoch": top["epoch"],
+            "leaf": leaf, "checkpoints": len(g), "images": g["n"].median() if "n" in g else np.nan,
+            "median": g["value"].median(), "best": top["value"],
+            "best_cell": where[0], "best_seed": where[1], "best_epoch": where[2],  # none when nothing was detected
             "share_learned": float((g["value"] >= learned).mean()), "median_last": g.loc[last[g.index], "value"].median(),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=cols)

@@ -170,7 +170,8 @@ def _learning(result: dict) -> str:
     return (
         "<p>Per leaf, the oracle's concept detection on the trigger prompts: the median and best over every "
         "trained checkpoint (and which one was best), the share of checkpoints that learned the leaf (detection "
-        f"&ge; {LEARNED:.0%}), and the median at each run's last checkpoint "
+        f"&ge; {LEARNED:.0%}), and the median at each run's last checkpoint; <i>images</i>: trigger images "
+        "behind one rate (with few, a single checkpoint's rate is noisy) "
         f"({_link(result, 'concept_learning.csv')}).</p>" + table(t, left=("leaf", "best_cell"))
     )
 

@@ -429,7 +429,7 @@ def _markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
         md.append("\n## Were the concepts learned? (oracle concept detection on trigger prompts)\n\n")
         if result["learning_warning"]:
             md.append(f"**Warning:** {result['learning_warning']}\n\n")
-        md.append(markdown(result["learning"], ".2f"))
+        md.append(markdown(result["learning"], ".3g"))
     md.append("\n## Metrics (mean over leaves, mean and std over seeds; step 0 = base model)\n\n")
     md.append(markdown(summary) if len(summary) else "no finished runs yet\n")
     return "".join(md)

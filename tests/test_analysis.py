@@ -380,7 +380,7 @@ def detection_rows(values: dict, leaf: str) -> pd.DataFrame:
         for (c, s, st), v in values.items()
     ]
     rows.append(dict(cell="base", seed=pd.NA, step=0, epoch=0.0, is_base=True, value=1.0))
-    return pd.DataFrame(rows).assign(leaf=leaf, metric="concept_detection", prompt_type="trigger")
+    return pd.DataFrame(rows).assign(leaf=leaf, metric="concept_detection", prompt_type="trigger", n=16)
 
 
 def test_concept_learning_counts_learned_checkpoints_per_leaf():
@@ -391,9 +391,14 @@ def test_concept_learning_counts_learned_checkpoints_per_leaf():
     other = never.assign(prompt_type="alter", value=1.0)  # only trigger prompts count
     t = an.concept_learning(pd.concat([learned, never, other], ignore_index=True)).set_index("leaf")
     assert t.loc["x", "share_learned"] == 0.5 and t.loc["x", "best"] == 0.9 and t.loc["x", "checkpoints"] == 4
+    assert t.loc["x", "images"] == 16
     assert (t.loc["x", "best_cell"], t.loc["x", "best_epoch"]) == ("a", 3.0)
     assert t.loc["x", "median_last"] == pytest.approx(0.8)  # last checkpoints: 0.9 (a) and 0.7 (b)
     assert t.loc["y", "share_learned"] == 0 and t.loc["y", "median"] == pytest.approx(0.05)
+    zero = an.concept_learning(detection_rows({("a", 1, 10): 0.0, ("b", 1, 10): 0.0}, "z")).iloc[0]
+    assert (
+        zero["best"] == 0 and pd.isna(zero["best_cell"]) and pd.isna(zero["best_epoch"])
+    )  # no "best" of zeros
     warning = an.learning_warning(t.reset_index())
     assert "no checkpoint learned y" in warning and "x" not in warning.split("(")[0]
 
