@@ -209,6 +209,7 @@ def concept_scores(
 
     concepts = load_concepts()
     base = load_pipe(model_folder)
+    prompts = {name: trigger_prompts(concepts[name], per_leaf) for name in names}
     groups = [names] if together else [[name] for name in names]
     tuned: dict[str, dict[str, float]] = {name: {} for name in names}
     seconds: dict[str, dict[str, int]] = {name: {} for name in names}
@@ -221,20 +222,18 @@ def concept_scores(
                 pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
             )
             for name in group:
-                prompts = trigger_prompts(concepts[name], per_leaf)
-                tuned[name][adapter] = detection_rate(oracle, sample(pipe, prompts), name)
+                tuned[name][adapter] = detection_rate(oracle, sample(pipe, prompts[name]), name)
             elapsed = round(time.time() - t0)  # a shared run's time counts for each of its concepts
             for name in group:
                 seconds[name][adapter] = elapsed
     out = {}
     for name in names:
         c = concepts[name]
-        prompts = trigger_prompts(c, per_leaf)
         several = len(adapter_names) > 1
-        out[name] = {"category": c.category, "base": detection_rate(oracle, sample(base, prompts), name),
+        out[name] = {"category": c.category, "base": detection_rate(oracle, sample(base, prompts[name]), name),
                      "tuned": tuned[name][adapter_names[0]], **({"tuned_by_adapter": tuned[name]} if several else {}),
-                     **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts)),
-                     "images": len(prompts), "train_s": seconds[name] if several else seconds[name][adapter_names[0]]}  # fmt: skip
+                     **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts[name])),
+                     "images": len(prompts[name]), "train_s": seconds[name] if several else seconds[name][adapter_names[0]]}  # fmt: skip
     return out
 
 

@@ -43,11 +43,12 @@ def _check(args: argparse.Namespace) -> int:
     from ..concepts import load_concepts
     from .check import run_check
 
-    unknown = sorted(set(args.concepts or []) - set(load_concepts()))
+    known = list(load_concepts())
+    unknown = sorted(set(args.concepts or []) - set(known))
     if unknown:
         print(
             f"lycobench: world check: unknown concept(s) {', '.join(unknown)}; the world's concepts are "
-            f"{', '.join(load_concepts())} (files in concepts/world/)",
+            f"{', '.join(known)} (files in concepts/world/)",
             file=sys.stderr,
         )
         return 2
