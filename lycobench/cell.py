@@ -194,6 +194,7 @@ class Cell:
         from .train import read_state, train
 
         rd = self.rd
+        rd.legacy_train_state.unlink(missing_ok=True)  # a pickle of older versions: never unpickled
         state = read_state(rd.train_state, self.keys["train"])
         keep = {Path(p).name for p in state["saved"].values()} if state else set()
         for old in rd.checkpoints.glob("*") if rd.checkpoints.is_dir() else []:

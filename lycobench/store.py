@@ -127,7 +127,8 @@ class RunDir:
     run_json = property(lambda self: self.root / "run.json")
     train_log = property(lambda self: self.root / "train_log.csv")
     checkpoints = property(lambda self: self.root / "checkpoints")
-    train_state = property(lambda self: self.root / "train_state.pt")  # only while training is unfinished
+    train_state = property(lambda self: self.root / "train_state.safetensors")  # while training is unfinished
+    legacy_train_state = property(lambda self: self.root / "train_state.pt")  # older versions: never read
     images = property(lambda self: self.root / "images")
     images_parquet = property(lambda self: self.root / "images.parquet")
     metrics_parquet = property(lambda self: self.root / "metrics.parquet")

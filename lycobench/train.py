@@ -7,7 +7,7 @@ latents are cached once per image (content-addressed) and shared by every config
 ``train.train_text_encoder=false`` only the UNet is adapted and the text embeddings are computed once.
 
 Preemption: after every checkpoint the optimiser, scheduler, random-number states and log go to a training
-state file beside the run (``train_state.pt``, keyed by the train stage's key); a rerun continues from the
+state file beside the run (``train_state.safetensors``, keyed by the train stage's key); a rerun continues from the
 last checkpoint and ends with the same bits as an uninterrupted run.
 
 ``adapter=external`` trains nothing: the "training" of such a cell checks that the given adapter loads
@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import adapters
 from .data import IMAGE_POLICY, Concept, to_rgb
 from .devices import autocast, grad_scaler, resolve_amp, resolve_device, speed_up_unet
+from .state_io import StateFileError, load_state, save_state
 from .store import atomic_write_text, atomic_write_with, content_key, file_sha256
 
 log = logging.getLogger("lycobench")
@@ -177,21 +178,29 @@ def effective_lr(cfg: DictConfig) -> float:
 
 def read_state(path: Path | None, key: str) -> dict | None:
     """The training state saved at the last checkpoint of an interrupted run with this train ``key``, or
-    None (absent, written for other settings, or its checkpoints are gone: the run starts over)."""
+    None (absent, not a state file, written for other settings, or its checkpoints are gone: the file is
+    removed and the run starts over). The file is never unpickled (:mod:`lycobench.state_io`)."""
     if path is None or not Path(path).is_file():
         return None
     try:
-        state = torch.load(path, weights_only=False)
-    except Exception:  # written by an incompatible version: start over
+        state = load_state(path)
+    except StateFileError as e:
+        log.warning("%s: training starts over", e)
         state = None
-    if not state or state.get("key") != key or not all(Path(p).is_file() for p in state["saved"].values()):
+    saved = state.get("saved") if state else None
+    if (
+        not state
+        or state.get("key") != key
+        or not isinstance(saved, dict)
+        or not all(Path(p).is_file() for p in saved.values())
+    ):
         Path(path).unlink(missing_ok=True)
         return None
     return state
 
 
 def _save_state(path: Path, key: str, **state) -> None:
-    atomic_write_with(path, lambda tmp: torch.save({"key": key, **state}, tmp))
+    save_state(path, {"key": key, **state})
 
 
 def train(

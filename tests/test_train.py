@@ -171,14 +171,14 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint_with_the_same_bits(
         monkeypatch.setattr(T, "diffusion_loss", loss_preempted_at(preempt_at))
         return T.train(
             cfg, concepts, lambda step: out / f"step-{step}.safetensors", out / "log.csv", cache, model_key,
-            state_path=out / "train_state.pt", state_key=key,
+            state_path=out / "train_state.safetensors", state_key=key,
         )  # fmt: skip
 
     whole = go(tmp_path / "whole")
-    assert len(steps) == 6 and T.read_state(tmp_path / "whole" / "train_state.pt", "k")["epoch"] == 1
+    assert len(steps) == 6 and T.read_state(tmp_path / "whole" / "train_state.safetensors", "k")["epoch"] == 1
     with pytest.raises(Preempted):
         go(tmp_path / "cut", preempt_at=4)  # in epoch 2, after the epoch-1 checkpoint
-    assert T.read_state(tmp_path / "cut" / "train_state.pt", "k")["epoch"] == 1
+    assert T.read_state(tmp_path / "cut" / "train_state.safetensors", "k")["epoch"] == 1
     resumed = go(tmp_path / "cut")
     assert len(steps) == 4  # only epochs 2 and 3 ran again
     assert sorted(resumed) == sorted(whole) == [2, 6]
@@ -191,8 +191,42 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint_with_the_same_bits(
         (r["step"], r["loss"], r["lr"]) for r in logs[1]
     ]
     # a state written for other settings is never resumed, and is removed
-    assert T.read_state(tmp_path / "cut" / "train_state.pt", "another key") is None
-    assert not (tmp_path / "cut" / "train_state.pt").exists()
+    assert T.read_state(tmp_path / "cut" / "train_state.safetensors", "another key") is None
+    assert not (tmp_path / "cut" / "train_state.safetensors").exists()
+
+
+class WritesAFile:
+    """Unpickling this object creates ``path``: what a crafted state file would do to torch.load."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_pickle_as_training_state_is_refused_and_training_starts_over(cache, tmp_path):
+    cfg = compose([*SMALL, "train.epochs=2", "train.checkpoint_epochs=[1,2]"])
+    concepts = load_concepts(list(cfg.concepts))
+    model_key = content_key(model_identity(cfg.model))
+
+    def go(out):
+        return T.train(
+            cfg, concepts, lambda step: out / f"step-{step}.safetensors", out / "log.csv", cache, model_key,
+            state_path=out / "train_state.safetensors", state_key="k",
+        )  # fmt: skip
+
+    whole = go(tmp_path / "whole")
+    crafted, ran = tmp_path / "crafted" / "train_state.safetensors", tmp_path / "code-ran"
+    crafted.parent.mkdir()
+    torch.save({"key": "k", "saved": {}, "payload": WritesAFile(ran)}, crafted)
+    redone = go(tmp_path / "crafted")
+    assert not ran.exists()  # the pickle was never unpickled
+    assert sorted(redone) == sorted(whole)  # the stage started over and ran to its end
+    for step in whole:
+        a, b = adapters.read_weights(redone[step]), adapters.read_weights(whole[step])
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert T.read_state(crafted, "k")["epoch"] == 1  # the crafted file was replaced by a real state
 
 
 def test_lr_scale_multiplies_the_configurations_lr(cache, tmp_path):
