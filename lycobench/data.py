@@ -8,15 +8,13 @@ Validation looks at everything before the first training step and reports every 
 each naming its file and the fix. Problems stop the run; warnings (odd but usable input) and notes
 (conversions applied by the image policy below) are reported and the run goes on.
 
-Image policy (``to_rgb``): the EXIF orientation is applied; transparency (RGBA, LA, PA, P with a
-transparent colour) is composited on white; 16-bit and 32-bit greyscale is scaled to 8 bits
-(65535 -> 255); every other mode (L, 1, P, CMYK, YCbCr, ...) is converted by PIL. The file's content
-decides its format, not its extension.
+A broken or incomplete ``concept.yaml`` does not hide the rest: the images and captions are checked
+whatever it says (the trigger-word check needs a valid trigger; sub-folders are taken as sub-classes
+when the file cannot say), and every problem is one line. How images are read: lycobench.image_policy.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import unicodedata
@@ -26,9 +24,8 @@ from pathlib import Path
 import yaml
 
 from .config import CONCEPTS_DIR
+from .image_policy import IMAGE_EXTS, inspect_image
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-FORMAT_OF_EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 CONCEPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Names Windows refuses as file names, whatever the extension.
 RESERVED_NAMES = {
@@ -40,9 +37,14 @@ RESERVED_NAMES = {
     *(f"lpt{i}" for i in range(10)),
 }
 CATEGORIES = ("character", "object", "scene", "style")
-MIN_SIDE = 16
-MAX_ASPECT = 3.0  # training centre-crops a square: beyond 3:1 it keeps less than a third of the image
-IMAGE_POLICY = "rgb-v1: exif transpose; alpha on white; 16-bit scaled to 8-bit; other modes by PIL"
+# concept.yaml's fields, each with the line that fixes its absence
+FIELDS = {
+    "name": "name: my-dog  (lowercase letters, digits, '-', '_': it becomes a folder name)",
+    "category": f"category: object  (one of {', '.join(CATEGORIES)})",
+    "trigger": "trigger: zqx  (one rare word; every caption starts with it)",
+    "class_word": "class_word: dog  (the class noun that follows the trigger in the captions)",
+}
+OPTIONAL_FIELDS = ("subclasses", "description")
 
 log = logging.getLogger("lycobench")
 
@@ -134,66 +136,7 @@ def safe_folder_name(name: str) -> bool:
     return bool(CONCEPT_NAME.match(name)) and name.split(".")[0] not in RESERVED_NAMES
 
 
-# --- images --------------------------------------------------------------------------------------
-
-
-def to_rgb(im):
-    """The image policy (module docstring): any PIL image -> an 8-bit RGB image, upright."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        if arr.max(initial=0) > 255:  # 16-bit data (PNG greyscale-16 opens as I;16 or I)
-            arr = arr / 257.0
-        im = Image.fromarray(np.clip(arr.round(), 0, 255).astype(np.uint8), "L")
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, im)
-    return im.convert("RGB")
-
-
-def inspect_image(path: Path, report: Report) -> str | None:
-    """Check one image; returns the hash of its pixels after the policy (None if unreadable)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            fmt = im.format
-            im.verify()
-        with Image.open(path) as im:
-            im.load()
-            mode, orientation = im.mode, im.getexif().get(0x0112, 1)
-            rgb = to_rgb(im)
-    except Exception as e:  # PIL raises many types for broken files
-        report.problems.append(f"{path}: unreadable image ({type(e).__name__}: {e}); replace or remove it")
-        return None
-    expected = FORMAT_OF_EXT[path.suffix.lower()]
-    if fmt != expected:
-        report.warnings.append(
-            f"{path}: holds {fmt} data under a {path.suffix} name; it is read as {fmt} "
-            f"(rename it to silence this)"
-        )
-    if mode != "RGB":
-        how = "alpha composited on white" if "A" in mode or mode == "P" else "converted"
-        report.notes.append(f"{path}: {mode} image -> RGB ({how})")
-    if orientation not in (1, None):
-        report.notes.append(f"{path}: EXIF orientation {orientation} applied (image rotated upright)")
-    w, h = rgb.size
-    if min(w, h) < MIN_SIDE:
-        report.problems.append(
-            f"{path}: image is {w}x{h}, below the {MIN_SIDE}-pixel minimum side; remove it or use a larger one"
-        )
-    elif max(w, h) / min(w, h) > MAX_ASPECT:
-        report.warnings.append(
-            f"{path}: aspect ratio {max(w, h) / min(w, h):.1f}:1; training centre-crops a square and keeps "
-            f"only {min(w, h) / max(w, h):.0%} of it (crop the image to the subject)"
-        )
-    return hashlib.sha256(f"{w}x{h}:".encode() + rgb.tobytes()).hexdigest()
+# --- captions ------------------------------------------------------------------------------------
 
 
 def read_caption(path: Path, problems: list[str]) -> str | None:
@@ -226,44 +169,85 @@ def _escapes(path: Path, root: Path) -> bool:
 # --- concepts ------------------------------------------------------------------------------------
 
 
-def _read_meta(root: Path, report: Report) -> dict | None:
+def _read_meta(root: Path, report: Report) -> tuple[dict, bool]:
+    """The fields of ``concept.yaml`` that are valid, and whether all of them are (only then is a concept
+    built). ``subclasses`` is in the fields only when the file says (an empty mapping: none)."""
     meta_path = root / "concept.yaml"
+    template = "; ".join(FIELDS.values())
     if not meta_path.is_file():
-        report.problems.append(f"{meta_path}: missing; write name, category, trigger and class_word")
-        return None
+        report.problems.append(f"{meta_path}: missing; write it with one line per field: {template}")
+        return {}, False
     try:
-        meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        report.problems.append(f"{meta_path}: not valid UTF-8 YAML ({type(e).__name__}: {e}); fix the file")
-        return None
-    if not isinstance(meta, dict):
-        report.problems.append(f"{meta_path}: must be a mapping of name, category, trigger, class_word")
-        return None
-    missing = [k for k in ("name", "category", "trigger", "class_word") if not meta.get(k)]
-    if missing:
-        report.problems.append(f"{meta_path}: missing field(s) {', '.join(missing)}")
-        return None
-    ok = True
-    name = str(meta["name"])
-    if not safe_folder_name(name):
+        raw = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
         report.problems.append(
-            f"{meta_path}: name {name!r} must match {CONCEPT_NAME.pattern} and not be a device name such as "
-            "'con' (it becomes a folder name)"
+            f"{meta_path}: not UTF-8 (byte {e.object[e.start]:#x} at offset {e.start}); re-save it as UTF-8"
+        )
+        return {}, False
+    except yaml.YAMLError as e:
+        report.problems.append(yaml_problem(meta_path, e))
+        return {}, False
+    if not isinstance(raw, dict):
+        got = "empty" if raw is None else f"a {type(raw).__name__}"
+        report.problems.append(f"{meta_path}: is {got}, not a mapping; write one line per field: {template}")
+        return {}, False
+    fields, ok = {}, True
+    for key, fix in FIELDS.items():
+        if raw.get(key) in (None, ""):
+            report.problems.append(f"{meta_path}: field {key!r} missing; add the line  {fix}")
+            ok = False
+    unknown = sorted(str(k) for k in raw if k not in FIELDS and k not in OPTIONAL_FIELDS)
+    if unknown:
+        known = ", ".join([*FIELDS, *OPTIONAL_FIELDS])
+        report.warnings.append(
+            f"{meta_path}: unknown field(s) {', '.join(unknown)} ignored (the fields: {known})"
+        )
+    name = raw.get("name")
+    if name not in (None, "") and not safe_folder_name(str(name)):
+        report.problems.append(
+            f"{meta_path}: name {str(name)!r} must match {CONCEPT_NAME.pattern} and not be a device name such "
+            "as 'con' (it becomes a folder name); rename it"
         )
         ok = False
-    if meta["category"] not in CATEGORIES:
+    category = raw.get("category")
+    if category not in (None, "") and category not in CATEGORIES:
         report.problems.append(
-            f"{meta_path}: category {meta['category']!r} is not one of {', '.join(CATEGORIES)}"
+            f"{meta_path}: category {category!r} is not one of {', '.join(CATEGORIES)}; pick one"
         )
-    trigger = str(meta["trigger"])
-    if len(trigger.split()) != 1 or "," in trigger:
-        report.problems.append(f"{meta_path}: trigger {trigger!r} must be one word without commas")
         ok = False
-    subclasses = meta.get("subclasses")
+    trigger = raw.get("trigger")
+    if trigger not in (None, ""):
+        if len(str(trigger).split()) != 1 or "," in str(trigger):
+            report.problems.append(
+                f"{meta_path}: trigger {str(trigger)!r} must be one word without commas; pick one rare word"
+            )
+            ok = False
+        else:
+            fields["trigger"] = str(trigger)
+    subclasses = raw.get("subclasses")
     if subclasses is not None and not isinstance(subclasses, dict):
-        report.problems.append(f"{meta_path}: subclasses must map sub-folder names to keywords")
+        report.problems.append(
+            f"{meta_path}: subclasses must map sub-folder names to keywords (subclasses: {{red: red outfit}})"
+        )
         ok = False
-    return meta if ok else None
+    else:
+        fields["subclasses"] = subclasses or {}
+    for key in ("name", "category", "class_word"):
+        if raw.get(key) not in (None, ""):
+            fields[key] = str(raw[key])
+    return fields, ok
+
+
+def yaml_problem(path: Path, e: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: the file, its line and column, what is wrong and the fix."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
+    what = " ".join((what or str(e)).split())
+    return (
+        f"{where}: not valid YAML ({what}); fix the syntax at that line "
+        "(quote a value that holds ': ', ' #', or starts with a special character)"
+    )
 
 
 def _leaf_items(leaf: Leaf, folder: Path, root: Path, report: Report, seen: dict[str, Path]) -> None:
@@ -287,7 +271,9 @@ def _leaf_items(leaf: Leaf, folder: Path, root: Path, report: Report, seen: dict
             report.warnings.append(f"{p}: ignored: not an image ({' '.join(IMAGE_EXTS)}) nor a .txt caption")
             continue
         report.n_images += 1
-        digest = inspect_image(p, report)
+        digest, findings = inspect_image(p)
+        for kind, line in findings:
+            getattr(report, f"{kind}s").append(line)
         caption = read_caption(p.with_suffix(".txt"), report.problems)
         if digest is not None:
             if digest in seen:
@@ -296,9 +282,9 @@ def _leaf_items(leaf: Leaf, folder: Path, root: Path, report: Report, seen: dict
                 )
                 continue
             seen[digest] = p
-        if caption is None or digest is None:
+        if caption is None or digest is None or any(kind == "problem" for kind, _ in findings):
             continue
-        if leaf.trigger not in caption.split(",")[0].split():
+        if leaf.trigger and leaf.trigger not in caption.split(",")[0].split():
             report.problems.append(
                 f"{p.with_suffix('.txt')}: caption does not start with the trigger word {leaf.trigger!r}; "
                 f"begin it with '{leaf.descriptor}'"
@@ -308,22 +294,26 @@ def _leaf_items(leaf: Leaf, folder: Path, root: Path, report: Report, seen: dict
 
 
 def load_concept(spec: str, report: Report, seen: dict[str, Path] | None = None) -> Concept | None:
-    """Read one concept folder, adding whatever is wrong to ``report``."""
+    """Read one concept folder, adding whatever is wrong to ``report``; None when ``concept.yaml`` is
+    missing or wrong (its images and captions are checked all the same)."""
     seen = {} if seen is None else seen
     root = resolve_concept_path(spec)
-    meta = _read_meta(root, report)
-    if meta is None:
-        return None
-    name, category = str(meta["name"]), meta["category"]
-    trigger, class_word = str(meta["trigger"]), str(meta["class_word"])
-    subclasses = meta.get("subclasses") or {None: ""}
+    meta, ok = _read_meta(root, report)
+    name, category = meta.get("name", root.name), meta.get("category", "")
+    trigger, class_word = meta.get("trigger", ""), meta.get("class_word", "")
+    subclasses = meta.get("subclasses")
+    declared = subclasses is not None
+    if not declared:  # concept.yaml cannot say: check every folder that holds images
+        subclasses = {d.name: "" for d in _subfolders(root) if _holds_images(d)}
+        if not subclasses or _holds_images(root):
+            subclasses = {None: "", **subclasses}
     leaves = []
-    for sub, keyword in subclasses.items():
+    for sub, keyword in (subclasses or {None: ""}).items():
         folder = root if sub is None else root / str(sub)
         if sub is not None and (not safe_folder_name(str(sub)) or not folder.is_dir()):
             report.problems.append(
                 f"{root / 'concept.yaml'}: sub-class {sub!r} needs a folder {folder} with a safe name "
-                f"({CONCEPT_NAME.pattern})"
+                f"({CONCEPT_NAME.pattern}); create or rename the folder"
             )
             continue
         if _escapes(folder, root):
@@ -336,8 +326,22 @@ def load_concept(spec: str, report: Report, seen: dict[str, Path] | None = None)
                 f"{folder}: no usable images with captions; add images (.png/.jpg) and .txt captions"
             )
         leaves.append(leaf)
-    declared = {str(s) for s in subclasses if s is not None}
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    if declared:
+        _warn_undeclared(root, {str(s) for s in subclasses}, report)
+    return Concept(name, category, trigger, class_word, root, leaves) if ok else None
+
+
+def _subfolders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTS for p in folder.iterdir())
+
+
+def _warn_undeclared(root: Path, declared: set[str], report: Report) -> None:
+    """Sub-folders that concept.yaml does not declare, and images beside declared sub-class folders."""
+    for d in _subfolders(root):
         if d.name not in declared:
             report.warnings.append(
                 f"{d}: sub-folder not declared under subclasses in concept.yaml; it is ignored"
@@ -349,7 +353,6 @@ def load_concept(spec: str, report: Report, seen: dict[str, Path] | None = None)
                 f"{root}: {len(stray)} image(s) beside the sub-class folders are ignored (e.g. {stray[0].name}); "
                 "move them into a sub-class folder"
             )
-    return Concept(name, category, trigger, class_word, root, leaves)
 
 
 def check_concepts(specs: list[str]) -> tuple[list[Concept], Report]:
@@ -372,6 +375,8 @@ def check_concepts(specs: list[str]) -> tuple[list[Concept], Report]:
         report.problems.append(
             f"trigger {dup!r} is used by more than one concept; one model learns them all, give each its own"
         )
+    for lines in (report.problems, report.warnings, report.notes):  # one line each, whatever a library said
+        lines[:] = [" ".join(line.splitlines()) for line in lines]
     return concepts, report
 
 

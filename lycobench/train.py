@@ -30,8 +30,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import adapters
-from .data import IMAGE_POLICY, Concept, to_rgb
+from .data import Concept
 from .devices import autocast, grad_scaler, resolve_amp, resolve_device, speed_up_unet
+from .image_policy import IMAGE_POLICY, to_rgb
 from .state_io import StateFileError, load_state, save_state
 from .store import atomic_write_text, atomic_write_with, content_key, file_sha256
 
@@ -61,7 +62,7 @@ def repeats_for(concept: Concept, exposures_per_epoch: int) -> int:
 
 
 def load_image_tensor(path: Path, resolution: int) -> torch.Tensor:
-    """The image policy of data.to_rgb, centre-cropped square, resized, in [-1, 1]."""
+    """The image policy of image_policy.to_rgb, centre-cropped square, resized, in [-1, 1]."""
     import numpy as np
     from PIL import Image
 

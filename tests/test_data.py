@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from lycobench.config import CONCEPTS_DIR
-from lycobench.data import InputError, check_concepts, load_concepts, to_rgb
+from lycobench.data import InputError, check_concepts, load_concepts
+from lycobench.image_policy import to_rgb
 
 
 def example(tmp_path, name="zq-star"):

@@ -30,8 +30,10 @@ def bad_concept(root):
 def test_every_bad_file_is_named_once(tmp_path, capsys):
     d = bad_concept(tmp_path)
     bad_name = tmp_path / "evil"
-    shutil.copytree(CONCEPTS_DIR / "examples" / "zq-star", bad_name)
+    bad_name.mkdir()
     (bad_name / "concept.yaml").write_text("name: ../evil\ncategory: object\ntrigger: qqx\nclass_word: toy\n")
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(bad_name / "00.png")
+    (bad_name / "00.txt").write_text("qqx toy")
     assert main([str(d), str(bad_name), str(tmp_path / "missing")]) == 1
     out = capsys.readouterr().out
     expected = {
@@ -43,6 +45,7 @@ def test_every_bad_file_is_named_once(tmp_path, capsys):
         "05.png": "minimum side",
         "06.jpg": "unreadable image",
         "07.png": "symlink leads outside",
+        "bad: no usable": "images with captions",
         "evil/concept.yaml": "must match",
         "missing": "no such folder",
     }
@@ -65,3 +68,46 @@ def test_command_line(tmp_path, cli):
     assert r.returncode == 1, r.stderr
     assert "02.png: unreadable image" in r.stdout and "07.png: symlink" in r.stdout
     assert cli("validate", "--help").returncode == 0
+
+
+def test_a_broken_concept_yaml_hides_no_other_problem(tmp_path, capsys):
+    """Missing class_word, malformed YAML, no concept.yaml at all: the images and captions are checked
+    all the same, and every problem is one line naming its file (YAML errors with their line)."""
+    folders = {}
+    for name, yaml_text in {
+        "no-class-word": "name: a\ncategory: object\ntrigger: zqa\n",
+        "malformed": "name: b\ncategory: [object\ntrigger: zqb\nclass_word: toy\n",
+        "no-yaml": None,
+    }.items():
+        d = folders[name] = tmp_path / name
+        d.mkdir()
+        if yaml_text is not None:
+            (d / "concept.yaml").write_text(yaml_text)
+        Image.new("RGB", (32, 32), (len(name), 0, 0)).save(d / "good.png")
+        (d / "good.txt").write_text(f"zq{name[-1]} toy")
+        Image.new("RGB", (8, 8), (len(name), 1, 0)).save(d / "tiny.png")  # too small
+        (d / "tiny.txt").write_text("zqx toy")
+        Image.new("RGB", (32, 32), (len(name), 2, 0)).save(d / "bare.png")  # no caption
+    sub = folders["no-yaml"] / "red"  # without concept.yaml, sub-folders are checked as sub-classes
+    sub.mkdir()
+    Image.new("RGB", (32, 32), (0, 0, 3)).save(sub / "r.png")
+    (sub / "r.txt").write_bytes(b"caf\x92")
+    (folders["no-class-word"] / "wrong.txt").write_text("toy without trigger")
+    Image.new("RGB", (32, 32), (0, 0, 4)).save(folders["no-class-word"] / "wrong.png")
+
+    assert main([str(d) for d in folders.values()]) == 1
+    out = capsys.readouterr().out
+    problems = [line for line in out.splitlines() if line.startswith("  - ")]
+    for d in folders.values():
+        assert any(f"{d / 'tiny.png'}: image is 8x8" in p for p in problems), out
+        assert any(f"{d / 'bare'}.*: image without caption" in p for p in problems), out
+    assert any(
+        f"{folders['no-class-word'] / 'concept.yaml'}: field 'class_word' missing" in p for p in problems
+    )
+    assert any(f"{folders['no-class-word'] / 'wrong.txt'}: caption does not start" in p for p in problems)
+    [yaml_line] = [p for p in problems if "malformed" in p and "not valid YAML" in p]
+    assert f"{folders['malformed'] / 'concept.yaml'}:3:" in yaml_line  # the line where the flow ends
+    assert any(f"{folders['no-yaml'] / 'concept.yaml'}: missing; write it" in p for p in problems)
+    assert any(f"{sub / 'r.txt'}: not UTF-8" in p for p in problems)
+    assert f"{len(problems)} problem(s):" in out  # one line per problem, nothing spills over
+    assert all(line.startswith(("  - ", "OK", "FAILED")) or line.endswith(":") for line in out.splitlines())
