@@ -23,6 +23,7 @@ from . import __version__
 from .config import factors, to_yaml
 from .devices import numerics_identity
 from .store import (
+    STAGES,
     RunDir,
     atomic_write_json,
     atomic_write_parquet,
@@ -34,7 +35,6 @@ from .store import (
 )
 
 log = logging.getLogger("lycobench")
-STAGES = ("train", "generate", "evaluate")
 LIBRARIES = ("torch", "diffusers", "transformers", "lycoris-lora", "open_clip_torch", "numpy")
 
 

@@ -150,3 +150,8 @@ def to_yaml(cfg: DictConfig) -> str:
     cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg.pop("hydra", None)
     return OmegaConf.to_yaml(OmegaConf.create(cfg))
+
+
+def sweep_dir_of(cfg) -> Path:
+    """The folder of the sweep ``cfg`` belongs to: ``<results_dir>/<sweep name>``."""
+    return Path(cfg.results_dir).expanduser().resolve() / cfg.sweep.name

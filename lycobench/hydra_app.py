@@ -8,7 +8,7 @@ import os
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONF_DIR, compose_cell, split_overrides
+from .config import CONF_DIR, compose_cell, split_overrides, sweep_dir_of
 
 
 def quiet_libraries() -> None:
@@ -46,12 +46,12 @@ def run_job(cfg: DictConfig) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     from .cell import Cell
-    from .sweep import sweep_dir_of
+    from .store import STAGES
 
     common, _ = split_overrides(list(HydraConfig.get().overrides.task))
     cell_cfg = compose_cell(common, cfg.cell, int(cfg.seed), base=cfg)
     cell = Cell(cell_cfg, sweep_dir_of(cell_cfg))
-    if all(cell.done(s) for s in ("train", "generate", "evaluate")):
+    if all(cell.done(s) for s in STAGES):
         logging.getLogger("lycobench").info(
             "[%s seed=%s] done already: skipped", cell_cfg.cell, cell_cfg.seed
         )

@@ -15,62 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from .store import atomic_write_text, content_key, file_sha256, read_json
-
-
-def scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(finished runs, unfinished runs) found on disk; each entry has cell, seed, run dir, status, cause."""
-    from .cell import STAGES
-
-    finished, unfinished = [], []
-    expected = _expected_cells(sweep_dir)
-    seen = set()
-    for run_json in sorted((sweep_dir / "runs").glob("*/seed=*/run.json")):
-        root = run_json.parent
-        info = read_json(run_json)
-        cell, seed = info["cell"], int(info["seed"])
-        seen.add((cell, seed))
-        entry = {"cell": cell, "seed": seed, "root": root, "factors": info.get("factors", {})}
-        markers_ok = all(_marker_ok(root, s, info.get("keys", {}).get(s)) for s in STAGES)
-        if (root / "FAILED").is_file():
-            text = (root / "FAILED").read_text(encoding="utf-8")
-            cause = text.splitlines()[0].removeprefix("cause: ") if text else "bug"
-            last = [ln for ln in text.strip().splitlines() if ln.strip()]
-            unfinished.append(
-                {**entry, "status": "failed", "cause": cause, "error": last[-1] if last else ""}
-            )
-        elif markers_ok:
-            finished.append(entry)
-        else:
-            unfinished.append(
-                {**entry, "status": "incomplete", "cause": "interrupted or running", "error": ""}
-            )
-    for cell, seed in sorted(expected - seen):
-        unfinished.append(
-            {
-                "cell": cell,
-                "seed": seed,
-                "root": None,
-                "status": "pending",
-                "cause": "not started",
-                "error": "",
-            }
-        )
-    return finished, unfinished
-
-
-def _marker_ok(root: Path, stage: str, key: str | None) -> bool:
-    from .store import is_done
-
-    return key is not None and is_done(root / ".done" / f"{stage}.json", key, root)
-
-
-def _expected_cells(sweep_dir: Path) -> set[tuple[str, int]]:
-    manifest = sweep_dir / "manifest.json"
-    if not manifest.is_file():
-        return set()
-    m = read_json(manifest)
-    return {(c, int(s)) for c in m["sweep"]["configs"] for s in m["sweep"]["seeds"]}
+from .store import atomic_write_text, content_key, file_sha256, read_json, scan
 
 
 def summary_table(df):

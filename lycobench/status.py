@@ -35,7 +35,7 @@ def classify_unfinished(entry: dict) -> str:
 
 
 def summarize(sweep_dir: Path) -> dict:
-    from .report import scan
+    from .store import scan
 
     finished, unfinished = scan(sweep_dir)
     rows = [

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+STAGES = ("train", "generate", "evaluate")  # the stages of a run, in order; each leaves a marker
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]{0,127}$")
 
 
@@ -162,3 +163,72 @@ def is_done(marker: Path, key: str, base: Path) -> bool:
         if not p.is_file() or p.stat().st_size != size:
             return False
     return True
+
+
+# --- scanning a sweep's runs --------------------------------------------------------------------
+
+
+def scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(finished runs, unfinished runs) found on disk; each entry has cell, seed, run dir, status, cause."""
+    finished, unfinished = [], []
+    expected = _expected_cells(sweep_dir)
+    seen = set()
+    for run_json in sorted((sweep_dir / "runs").glob("*/seed=*/run.json")):
+        root = run_json.parent
+        info = read_json(run_json)
+        cell, seed = info["cell"], int(info["seed"])
+        seen.add((cell, seed))
+        entry = {"cell": cell, "seed": seed, "root": root, "factors": info.get("factors", {})}
+        markers_ok = all(_marker_ok(root, s, info.get("keys", {}).get(s)) for s in STAGES)
+        if (root / "FAILED").is_file():
+            text = (root / "FAILED").read_text(encoding="utf-8")
+            cause = text.splitlines()[0].removeprefix("cause: ") if text else "bug"
+            last = [ln for ln in text.strip().splitlines() if ln.strip()]
+            unfinished.append(
+                {**entry, "status": "failed", "cause": cause, "error": last[-1] if last else ""}
+            )
+        elif markers_ok:
+            finished.append(entry)
+        else:
+            unfinished.append(
+                {**entry, "status": "incomplete", "cause": "interrupted or running", "error": ""}
+            )
+    for cell, seed in sorted(expected - seen):
+        unfinished.append(
+            {
+                "cell": cell,
+                "seed": seed,
+                "root": None,
+                "status": "pending",
+                "cause": "not started",
+                "error": "",
+            }
+        )
+    return finished, unfinished
+
+
+def _marker_ok(root: Path, stage: str, key: str | None) -> bool:
+    return key is not None and is_done(root / ".done" / f"{stage}.json", key, root)
+
+
+def _expected_cells(sweep_dir: Path) -> set[tuple[str, int]]:
+    manifest = sweep_dir / "manifest.json"
+    if not manifest.is_file():
+        return set()
+    m = read_json(manifest)
+    return {(c, int(s)) for c in m["sweep"]["configs"] for s in m["sweep"]["seeds"]}
+
+
+def evaluated_runs(sweep_dir: Path) -> list[tuple[Path, str, int]]:
+    """(run folder, cell, seed) of every run with metrics and an evaluate marker, whatever its other
+    stages say (cell and seed from run.json, else from the folder names)."""
+    out = []
+    for path in sorted(Path(sweep_dir).glob("runs/*/seed=*/metrics.parquet")):
+        root = path.parent
+        if not (root / ".done" / "evaluate.json").is_file():
+            continue
+        info = read_json(root / "run.json") if (root / "run.json").is_file() else {}
+        out.append(
+            (root, info.get("cell", root.parent.name), int(info.get("seed", root.name.removeprefix("seed="))))
+        )
+    return out

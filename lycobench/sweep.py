@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .config import PROJECT_ROOT, check_collisions, compose, compose_cell, split_overrides
+from .config import PROJECT_ROOT, check_collisions, compose, compose_cell, split_overrides, sweep_dir_of
 from .store import atomic_write_text
 
 log = logging.getLogger("lycobench")
@@ -35,10 +35,6 @@ def git_sha() -> str:
         return sha + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def sweep_dir_of(cfg) -> Path:
-    return Path(cfg.results_dir).expanduser().resolve() / cfg.sweep.name
 
 
 def preflight(common: list[str]):
@@ -68,7 +64,8 @@ def pending(cfg, cells: dict, concepts: dict | None = None) -> list[str]:
     """The configurations with an unfinished seed, judged from the run folders' markers (no model is
     loaded): a rerun of a finished sweep launches no job at all. Each job checks its markers again.
     ``concepts``: preflight's loaded concepts per concept list (loaded again when absent)."""
-    from .cell import STAGES, Cell
+    from .cell import Cell
+    from .store import STAGES
 
     out = []
     for name, cell_cfg in cells.items():

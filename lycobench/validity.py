@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import METRICS
-from .store import atomic_write_text
+from .store import atomic_write_text, evaluated_runs
 
 COLUMNS = [
     "proxy",
@@ -62,22 +62,10 @@ PAIRS = (
 def load_metrics(sweep_dir: Path) -> pd.DataFrame:
     """Every evaluated run's metrics.parquet, with its cell and seed (runs without an evaluate marker are
     left out: they are unfinished)."""
-    import json
-
-    frames = []
-    for path in sorted(Path(sweep_dir).glob("runs/*/seed=*/metrics.parquet")):
-        root = path.parent
-        if not (root / ".done" / "evaluate.json").is_file():
-            continue
-        info = (
-            json.loads((root / "run.json").read_text(encoding="utf-8"))
-            if (root / "run.json").is_file()
-            else {}
-        )
-        m = pd.read_parquet(path)
-        m["cell"] = info.get("cell", root.parent.name)
-        m["seed"] = int(info.get("seed", root.name.removeprefix("seed=")))
-        frames.append(m)
+    frames = [
+        pd.read_parquet(root / "metrics.parquet").assign(cell=cell, seed=seed)
+        for root, cell, seed in evaluated_runs(sweep_dir)
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
