@@ -34,7 +34,7 @@ Finished stages are skipped on a rerun; a failing cell writes FAILED and the oth
 # Commands implemented in their own modules: name -> "module:function(argv) -> exit code".
 EXTERNAL = {
     "world": "lycobench.world.cli:main",
-    "validate": "lycobench.validate:main",
+    "validate": "lycobench.input_check:main",
     "metrics": "lycobench.metric_cards:main",
     "status": "lycobench.status:main",
 }

@@ -95,7 +95,10 @@ class Leaf:
 
 
 @dataclass
-class Concept:
+class ConceptFolder:
+    """A concept read from its folder (concept.yaml, images, captions), as training and prompts use it;
+    lycobench.world.concepts.Concept is the world's drawing recipe of a concept, exported to this form."""
+
     name: str
     category: str
     trigger: str
@@ -293,7 +296,7 @@ def _leaf_items(leaf: Leaf, folder: Path, root: Path, report: Report, seen: dict
         leaf.items.append(Item(p, caption))
 
 
-def load_concept(spec: str, report: Report, seen: dict[str, Path] | None = None) -> Concept | None:
+def load_concept(spec: str, report: Report, seen: dict[str, Path] | None = None) -> ConceptFolder | None:
     """Read one concept folder, adding whatever is wrong to ``report``; None when ``concept.yaml`` is
     missing or wrong (its images and captions are checked all the same)."""
     seen = {} if seen is None else seen
@@ -328,7 +331,7 @@ def load_concept(spec: str, report: Report, seen: dict[str, Path] | None = None)
         leaves.append(leaf)
     if declared:
         _warn_undeclared(root, {str(s) for s in subclasses}, report)
-    return Concept(name, category, trigger, class_word, root, leaves) if ok else None
+    return ConceptFolder(name, category, trigger, class_word, root, leaves) if ok else None
 
 
 def _subfolders(root: Path) -> list[Path]:
@@ -355,7 +358,7 @@ def _warn_undeclared(root: Path, declared: set[str], report: Report) -> None:
             )
 
 
-def check_concepts(specs: list[str]) -> tuple[list[Concept], Report]:
+def check_concepts(specs: list[str]) -> tuple[list[ConceptFolder], Report]:
     """Load every concept and collect every problem, warning and note, without raising."""
     report = Report()
     concepts, seen = [], {}
@@ -380,7 +383,7 @@ def check_concepts(specs: list[str]) -> tuple[list[Concept], Report]:
     return concepts, report
 
 
-def load_concepts(specs: list[str]) -> list[Concept]:
+def load_concepts(specs: list[str]) -> list[ConceptFolder]:
     """Load and validate every concept; raise one InputError listing all problems. Warnings are logged."""
     concepts, report = check_concepts(specs)
     if report.problems:
@@ -390,5 +393,5 @@ def load_concepts(specs: list[str]) -> list[Concept]:
     return concepts
 
 
-def all_leaves(concepts: list[Concept]) -> list[Leaf]:
+def all_leaves(concepts: list[ConceptFolder]) -> list[Leaf]:
     return [leaf for c in concepts for leaf in c.leaves]

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .attributes import expected_attributes, from_json
 from .data import Leaf
-from .encoders import (
+from .metric_encoders import (
     Encoder,
     check_weights,
     image_features,

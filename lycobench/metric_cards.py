@@ -48,7 +48,7 @@ def encoder_descriptions(role: str) -> dict[str, tuple[str, str] | None]:
     """How each shipped encoder set (conf/encoders/) fills a role, in words."""
     from omegaconf import OmegaConf
 
-    from .encoders import describe
+    from .metric_encoders import describe
 
     out = {}
     for name in ENCODER_SETS:

@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import adapters
-from .data import Concept
+from .data import ConceptFolder
 from .devices import autocast, grad_scaler, resolve_amp, resolve_device, speed_up_unet
 from .image_policy import IMAGE_POLICY, to_rgb
 from .state_io import StateFileError, load_state, save_state
@@ -56,7 +56,7 @@ class Sample:
     cond: torch.Tensor | None = None  # cached text embedding (frozen text encoder only)
 
 
-def repeats_for(concept: Concept, exposures_per_epoch: int) -> int:
+def repeats_for(concept: ConceptFolder, exposures_per_epoch: int) -> int:
     """Per-concept repeats so every concept is seen about ``exposures_per_epoch`` times per epoch."""
     return max(1, round(exposures_per_epoch / concept.n_images))
 
@@ -153,7 +153,7 @@ def checkpoint_epochs(tcfg: DictConfig) -> list[int]:
 
 
 def build_samples(
-    pipe, concepts: list[Concept], tcfg, resolution: int, model_key: str, cache_dir: Path, progress=None
+    pipe, concepts: list[ConceptFolder], tcfg, resolution: int, model_key: str, cache_dir: Path, progress=None
 ) -> list[Sample]:
     """Every (latent, caption) pair, repeated per concept; embeddings too when the text encoder is frozen."""
     per_concept_items = [[item for leaf in c.leaves for item in leaf.items] for c in concepts]
@@ -172,9 +172,14 @@ def build_samples(
 
 
 def effective_lr(cfg: DictConfig) -> float:
-    """The configuration's lr (the paper's level, what the analysis reads) times ``train.lr_scale``: a
-    recipe with ~100x fewer steps than the paper's scales every lr alike, keeping their ratios."""
-    return float(cfg.adapter.lr) * float(cfg.train.get("lr_scale", 1.0))
+    """The configuration's lr (the paper's level, what the analysis reads) times ``train.lr_scale`` (a recipe
+    with far fewer steps than the paper's scales every lr alike, keeping their ratios) times the algorithm's
+    own ``adapter.lr_scale`` (default 1; conf/adapter/full.yaml says why native fine-tuning has one)."""
+    return (
+        float(cfg.adapter.lr)
+        * float(cfg.train.get("lr_scale", 1.0))
+        * float(cfg.adapter.get("lr_scale", 1.0))
+    )
 
 
 def read_state(path: Path | None, key: str) -> dict | None:
@@ -206,7 +211,7 @@ def _save_state(path: Path, key: str, **state) -> None:
 
 def train(
     cfg: DictConfig,
-    concepts: list[Concept],
+    concepts: list[ConceptFolder],
     checkpoint_path,
     log_path: Path,
     cache_dir: Path,

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from lycobench.config import CONF_DIR
-from lycobench.encoders import (
+from lycobench.metric_encoders import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_weights,

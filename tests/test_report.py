@@ -225,11 +225,11 @@ def test_compact_report_gzips_big_tables_and_palettes_figures(built, tmp_path, m
 
     from PIL import Image
 
-    from lycobench import report
+    from lycobench.report import cache as report_cache
 
     sweep, out, _ = built
     dest = tmp_path / "published"
-    monkeypatch.setattr(report, "COMPACT_GZIP_BYTES", 2000)  # the fixture's tables are small
+    monkeypatch.setattr(report_cache, "COMPACT_GZIP_BYTES", 2000)  # the fixture's tables are small
     build_report(sweep, dest, compact=True)
     for name in ("metrics.csv", "summary_ci.csv", "paired.csv"):
         assert not (dest / name).exists(), name

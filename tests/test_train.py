@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from lycobench import adapters
 from lycobench import train as T
 from lycobench.config import compose
-from lycobench.data import Concept, Leaf, load_concepts
+from lycobench.data import ConceptFolder, Leaf, load_concepts
 from lycobench.models import model_identity
 from lycobench.store import content_key
 
@@ -240,7 +240,7 @@ def test_lr_scale_multiplies_the_configurations_lr(cache, tmp_path):
 def test_repeats_balance_concepts():
     def concept(n):
         leaf = Leaf("c", "object", "t", "toy", None, "", items=[None] * n)
-        return Concept("c", "object", "t", "toy", Path("."), [leaf])
+        return ConceptFolder("c", "object", "t", "toy", Path("."), [leaf])
 
     assert [T.repeats_for(concept(n), 200) for n in (4, 7, 12, 90, 200, 400)] == [50, 29, 17, 2, 1, 1]
 

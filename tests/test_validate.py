@@ -5,7 +5,7 @@ import shutil
 from PIL import Image
 
 from lycobench.config import CONCEPTS_DIR
-from lycobench.validate import main
+from lycobench.input_check import main
 
 
 def bad_concept(root):

@@ -12,7 +12,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from .analysis import CATBOOST_PARAMS, CRITERIA, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+from ..analysis import CATBOOST_PARAMS, CRITERIA, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}

@@ -1,4 +1,4 @@
-"""`python -m lycobench validate <concept-folder>...`: check concept folders and print every problem.
+"""`python -m lycobench validate <concept-folder>...` (the input check): check concept folders and print every problem.
 
 Runs the same validation as a sweep's preflight (lycobench.data), without loading any model. Exit
 status: 0 when the folders are usable (warnings and notes may still be printed), 1 when there are

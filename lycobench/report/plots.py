@@ -14,8 +14,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .analysis import FEATURES, ShapResult
-from .store import atomic_write_bytes
+from ..analysis import FEATURES, ShapResult
+from ..store import atomic_write_bytes
 
 # The paper's colours for the algorithms (LoRA blue, LoHa purple, LoKr purple-red, native red).
 ALGO_COLOURS = {"lora": "#1f5fbf", "loha": "#7b3fb5", "lokr": "#b0306e", "full": "#d62728", "base": "#000000"}

@@ -1,0 +1,159 @@
+"""The paper's criteria per checkpoint, Table 1, the best checkpoints, overfitting alarms, and whether the
+concepts were learned (oracle concept detection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .columns import CRITERIA, NATIVE, criteria_for, paper_levels
+from .scores import cluster_bootstrap
+
+# --- criteria, Table 1, best checkpoints, overfitting ---------------------------------------------------
+
+
+def criteria_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Category- and all-scope criterion scores per checkpoint: the mean of the criterion's metric columns
+    present (at the paper's level, averaged over encoders). Rows: scope, group, cell, seed, step, epoch, criterion, score."""
+    s = scores[scores["scope"].isin(["category", "all"])]
+    frames = []
+    for crit, cols in criteria_for(s).items():
+        mask = np.zeros(len(s), bool)
+        for metric, ptype in cols:
+            mask |= ((s["metric"] == metric) & (s["prompt_type"] == ptype)).to_numpy()
+        part = paper_levels(s[mask])
+        if part.empty:
+            continue
+        keys = ["scope", "group", "cell", "seed", "step", "epoch", "checkpoint", "is_base"]
+        g = part.groupby(keys, dropna=False).agg(score=("score", "mean"), raw=("raw", "mean")).reset_index()
+        frames.append(g.assign(criterion=crit))
+    if not frames:
+        return pd.DataFrame(columns=["scope", "group", "cell", "seed", "step", "epoch", "criterion", "score"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def table1_configs(configs: pd.DataFrame) -> list[str]:
+    """The paper's Table 1 columns: each algorithm's default, plus native fine-tuning at its other lrs."""
+    keep = configs["is_default"] | ((configs["algo"] == NATIVE) & (configs["varied"] == "lr"))
+    return sorted(configs.loc[keep, "cell"])
+
+
+def table1(crit: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
+    """Rank of each configuration per criterion (1 = worst, k = best, as the paper's Table 1) from the mean
+    all-scope criterion score over seeds and checkpoints, with a bootstrap CI over seeds."""
+    c = crit[(crit["scope"] == "all") & crit["cell"].isin(cells)]
+    if c.empty:
+        return pd.DataFrame(columns=["criterion", "cell", "score", "lo", "hi", "n_seeds", "rank"])
+    t = cluster_bootstrap(c, ["criterion", "cell"], "score").rename(columns={"mean": "score"})
+    t["rank"] = t.groupby("criterion")["score"].rank(method="average").astype(float)
+    return t.sort_values(["criterion", "rank"], ignore_index=True)
+
+
+def best_checkpoints(crit: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration and scope group: the checkpoint with the best balanced score (arithmetic mean of
+    the criteria present, seed means; the paper's unused ``select_best_step``), and where each criterion
+    peaks."""
+    c = crit[~crit["is_base"]]
+    if c.empty:
+        return pd.DataFrame(columns=["group", "cell", "best_epoch", "balanced"])
+    m = c.groupby(["group", "cell", "epoch", "criterion"])["score"].mean().unstack("criterion")
+    crits = [k for k in CRITERIA if k in m.columns]
+    m["balanced"] = m[crits].mean(axis=1)
+    rows = []
+    for (group, cell), g in m.groupby(level=["group", "cell"]):
+        g = g.droplevel(["group", "cell"])
+        row = {
+            "group": group,
+            "cell": cell,
+            "best_epoch": g["balanced"].idxmax(),
+            "balanced": g["balanced"].max(),
+        }
+        for k in crits:
+            row[f"best_{k}_epoch"] = g[k].idxmax() if g[k].notna().any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+OVERFIT_TOL = 0.05  # on the normalised [0, 1] scale: smaller moves between checkpoints are noise here
+
+
+def overfitting_alarms(crit: pd.DataFrame, tol: float = OVERFIT_TOL) -> pd.DataFrame:
+    """Consecutive checkpoints of a configuration where fidelity rises while controllability, diversity or
+    preservation falls, each by more than ``tol`` (seed means, per category and overall)."""
+    c = crit[~crit["is_base"]]
+    cols = ["group", "cell", "from_epoch", "to_epoch", "fidelity_change", "falling"]
+    if c.empty or "fidelity" not in set(c["criterion"]):
+        return pd.DataFrame(columns=cols)
+    m = c.groupby(["group", "cell", "epoch", "criterion"])["score"].mean().unstack("criterion")
+    others = [k for k in ("controllability", "diversity", "preservation") if k in m.columns]
+    rows = []
+    for (group, cell), g in m.groupby(level=["group", "cell"]):
+        g = g.droplevel(["group", "cell"]).sort_index()
+        for e0, e1 in zip(g.index[:-1], g.index[1:]):
+            df_ = g.loc[e1, "fidelity"] - g.loc[e0, "fidelity"]
+            falls = {k: g.loc[e1, k] - g.loc[e0, k] for k in others}
+            falling = {k: v for k, v in falls.items() if v < -tol}
+            if df_ > tol and falling:
+                text = ", ".join(f"{k} {v:+.2f}" for k, v in falling.items())
+                rows.append(
+                    {
+                        "group": group,
+                        "cell": cell,
+                        "from_epoch": e0,
+                        "to_epoch": e1,
+                        "fidelity_change": df_,
+                        "falling": text,
+                    }
+                )
+    return pd.DataFrame(rows, columns=cols)
+
+
+LEARNED = 0.8  # a checkpoint has learned a leaf when the oracle detects it in >= 80% of its trigger images
+
+
+def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFrame:
+    """Did the fine-tunes learn the concepts? Per leaf, from the oracle's ``concept_detection`` on trigger
+    prompts (world sweeps only; empty otherwise): over every trained checkpoint the median and best rate
+    and the share at or above ``learned``, and the median at each run's last checkpoint; ``images`` is the
+    number of trigger images behind one rate (few images make a single rate noisy). Fidelity
+    rankings among checkpoints that never learned a leaf compare failures; the report says so."""
+    cols = ["leaf", "checkpoints", "images", "median", "best", "best_cell", "best_seed", "best_epoch",
+            "share_learned", "median_last"]  # fmt: skip
+    d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
+    d = d.dropna(subset=["value"])
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    last = d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")
+    rows = []
+    for leaf, g in d.groupby("leaf"):
+        top = g.loc[g["value"].idxmax()]
+        where = (top["cell"], top["seed"], top["epoch"]) if top["value"] > 0 else (None, None, np.nan)
+        rows.append({
+            "leaf": leaf, "checkpoints": len(g), "images": g["n"].median() if "n" in g else np.nan,
+            "median": g["value"].median(), "best": top["value"],
+            "best_cell": where[0], "best_seed": where[1], "best_epoch": where[2],  # none when nothing was detected
+            "share_learned": float((g["value"] >= learned).mean()), "median_last": g.loc[last[g.index], "value"].median(),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def learning_warning(learning: pd.DataFrame, learned: float = LEARNED) -> str | None:
+    """One sentence when some leaf was learned by no checkpoint, or by fewer than half of them."""
+    if learning.empty:
+        return None
+    never = learning.loc[learning["share_learned"] == 0, "leaf"].tolist()
+    rarely = learning.loc[
+        (learning["share_learned"] > 0) & (learning["share_learned"] < 0.5), "leaf"
+    ].tolist()
+    if not never and not rarely:
+        return None
+    parts = []
+    if never:
+        parts.append(f"no checkpoint learned {', '.join(never)}")
+    if rarely:
+        parts.append(f"fewer than half of the checkpoints learned {', '.join(rarely)}")
+    return (
+        f"{'; '.join(parts)} (learned: the oracle detects the concept in >= {learned:.0%} of the trigger "
+        "images). Fidelity scores for those leaves rank checkpoints that mostly failed to learn; a larger "
+        "training budget (train.exposures_per_epoch, train.epochs) teaches more."
+    )
