@@ -44,6 +44,26 @@ def model_identity(model_cfg: DictConfig) -> dict:
     return cfg
 
 
+def base_model_record(model_cfg: DictConfig) -> dict:
+    """The base model as a sweep's manifest records it: name, kind, and the sha256 of the manifest.json
+    its folder ships (the world's base model has one; None for a model without)."""
+    from .store import file_sha256
+
+    cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    record = {"name": cfg.get("name"), "kind": cfg.get("kind"), "manifest_sha256": None}
+    try:
+        folder = {
+            "world": lambda: world_folder(cfg.get("path")),
+            "pretrained": lambda: resolve_pretrained(cfg["path"]),
+        }
+        found = folder[cfg["kind"]]() if cfg.get("kind") in folder else None
+    except (ModelNotFound, KeyError):
+        found = None
+    if found is not None and (Path(found) / "manifest.json").is_file():
+        record["manifest_sha256"] = file_sha256(Path(found) / "manifest.json")
+    return record
+
+
 def _weights_fingerprint(folder: Path) -> dict:
     """Sizes and mtimes of the weight files: cheap, and changes whenever the weights are replaced."""
     out = {}

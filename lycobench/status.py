@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 from pathlib import Path
 
-from .store import read_json
+from .store import read_json, run_seconds
 
 
 def pid_alive(pid: int) -> bool:
@@ -39,7 +40,13 @@ def summarize(sweep_dir: Path) -> dict:
 
     finished, unfinished = scan(sweep_dir)
     rows = [
-        {"cell": f["cell"], "seed": f["seed"], "state": "done", "cause": "", "seconds": _seconds(f["root"])}
+        {
+            "cell": f["cell"],
+            "seed": f["seed"],
+            "state": "done",
+            "cause": "",
+            "seconds": run_seconds(f["root"]),
+        }
         for f in finished
     ]
     for u in unfinished:
@@ -69,13 +76,6 @@ def summarize(sweep_dir: Path) -> dict:
     }
 
 
-def _seconds(root: Path) -> float | None:
-    try:
-        return float(sum(read_json(Path(root) / "run.json").get("seconds", {}).values()))
-    except (OSError, ValueError):
-        return None
-
-
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown (no finished run yet)"
@@ -86,19 +86,39 @@ def fmt_duration(seconds: float | None) -> str:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m lycobench status", description=__doc__.split(":", 1)[1].strip()
+        prog="python -m lycobench status",
+        description=__doc__.split(":", 1)[1].strip()
+        + " Also reads a published report folder (results/reference/<sweep>): the runs as they were when it "
+        "was built.",
     )
-    p.add_argument("sweep_dir", help="results/<sweep>")
+    p.add_argument("sweep_dir", help="results/<sweep>, or a published report folder")
     args = p.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
-    if not (sweep_dir / "manifest.json").is_file():
+    if (sweep_dir / "manifest.json").is_file():
+        s = summarize(sweep_dir)
+        print(f"{sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items())))
+    else:
+        from .report.published import RECORD, read_record
+
+        try:
+            record = read_record(sweep_dir)
+        except ValueError as e:
+            print(f"lycobench: error: {e}", file=sys.stderr)
+            return 2
+        if record is None:
+            print(
+                f"lycobench: error: {sweep_dir} has neither manifest.json (a sweep folder) nor {RECORD} (a "
+                "published report): pass results/<sweep> or a report folder",
+                file=sys.stderr,
+            )
+            return 2
+        s = summarize_record(record)
+        prov = record["provenance"]
         print(
-            f"lycobench: error: {sweep_dir} has no manifest.json: pass results/<sweep>",
-            file=__import__("sys").stderr,
+            f"{sweep_dir}: published report of sweep {prov['sweep']!r} (built {prov['built']}, git "
+            f"{prov['git']}); the runs as they were then: "
+            + ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items()))
         )
-        return 2
-    s = summarize(sweep_dir)
-    print(f"{sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items())))
     for r in s["rows"]:
         extra = f"  {r['cause']}: {r.get('error', '')}" if r["state"] == "failed" else ""
         secs = f"  {r['seconds']:.0f}s" if r["seconds"] else ""
@@ -108,3 +128,15 @@ def main(argv: list[str]) -> int:
             f"time left (sequential, from the mean time of finished runs): {fmt_duration(s['eta_seconds'])}"
         )
     return 1 if s["counts"].get("failed") else 0
+
+
+def summarize_record(record: dict) -> dict:
+    """``summarize``'s answer for a published report, from the run states it recorded."""
+    rows = [
+        {**r, "seconds": r.get("seconds") if r["state"] == "done" else None, "error": r.get("error", "")}
+        for r in record["runs"]
+    ]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {"rows": rows, "counts": counts, "eta_seconds": None, "left": 0}

@@ -232,3 +232,11 @@ def evaluated_runs(sweep_dir: Path) -> list[tuple[Path, str, int]]:
             (root, info.get("cell", root.parent.name), int(info.get("seed", root.name.removeprefix("seed="))))
         )
     return out
+
+
+def run_seconds(root: Path) -> float | None:
+    """The seconds a run's stages took (the sum of run.json's ``seconds``), None when not recorded."""
+    try:
+        return float(sum(read_json(Path(root) / "run.json").get("seconds", {}).values()))
+    except (OSError, ValueError):
+        return None

@@ -92,6 +92,7 @@ def check_prompts(generate_cfgs: dict, concepts: dict) -> None:
 def write_manifest(cfg, common: list[str]) -> Path:
     """results/<sweep>/manifest.json: the resolved sweep, versions, code and machine. Rewritten only on change."""
     from .cell import versions
+    from .models import base_model_record
 
     path = sweep_dir_of(cfg) / "manifest.json"
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -102,6 +103,7 @@ def write_manifest(cfg, common: list[str]) -> Path:
         "config": resolved,
         "versions": versions(),
         "git": git_sha(),
+        "base_model": base_model_record(cfg.model),
         "machine": {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
     }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
@@ -202,7 +204,20 @@ def report_command(
     sweep_dir: str, out: str | None = None, grids: str | None = None, compact: bool = False
 ) -> int:
     from .report import build_report
+    from .report.published import read_record
 
+    folder = Path(sweep_dir)
+    record = (
+        None if (folder / "manifest.json").is_file() or (folder / "runs").is_dir() else read_record(folder)
+    )
+    if record is not None:  # a published report: nothing to rebuild from, say what is there
+        prov = record["provenance"]
+        print(
+            f"lycobench: report: {folder / 'index.html'} is a published report of sweep {prov['sweep']!r} "
+            f"(built {prov['built']}, git {prov['git']}, {prov['runs']}); it is rebuilt from its sweep "
+            "folder: python -m lycobench report results/<sweep> --out=DIR"
+        )
+        return 0
     grid_types = tuple(t for t in grids.split(",") if t) if grids else None
     report_dir, unfinished = build_report(Path(sweep_dir), Path(out) if out else None, grid_types, compact)
     print(f"lycobench: report: {report_dir / 'index.html'}")

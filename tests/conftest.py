@@ -132,7 +132,14 @@ def make_sweep(
         (concepts / concept / "concept.yaml").write_text(
             f"name: {concept}\ncategory: {cat}\ntrigger: zz\nclass_word: thing\n"
         )
-    manifest = {"sweep": {"name": "syn", "configs": {c: [] for c in configs}, "seeds": list(seeds)}}
+    manifest = {
+        "sweep": {"name": "syn", "configs": {c: [] for c in configs}, "seeds": list(seeds)},
+        "git": "0123abc",
+        "versions": {"lycobench": "9.9.9", "torch": "2.x"},
+        "machine": {"host": "builder-host-7", "platform": "Linux-test", "cpus": 2},
+        "base_model": {"name": "world", "kind": "world", "manifest_sha256": "feedbead" * 8},
+        "config": {"concepts": [str(concepts / "toy"), str(concepts / "hero")], "results_dir": str(root)},
+    }
     sweep.mkdir(parents=True, exist_ok=True)
     (sweep / "manifest.json").write_text(json.dumps(manifest))
     for cell, f in configs.items():

@@ -11,6 +11,7 @@ from .cache import SOURCE, Cache, write_if_changed, write_parquet_if_changed
 from .figures import draw_figures
 from .grids import contact_sheets
 from .load import categories_of, load_metrics
+from .published import RECORD, provenance, write_record
 from .shap_figures import shap_models
 from .tables import markdown_report, summary_table
 
@@ -102,7 +103,10 @@ def build_report(
 
     if result is not None:
         result["files"] = cache.files  # table name -> file written (gzipped in a compact report)
-    page = render(sweep_dir.name, finished, unfinished, result, notes, compact=compact)
+    prov = provenance(sweep_dir, finished, unfinished)
+    write_if_changed(out / RECORD, write_record(out, sweep_dir, finished, unfinished, prov))
+    cache.made(RECORD)
+    page = render(sweep_dir.name, finished, unfinished, result, notes, compact=compact, provenance=prov)
     write_if_changed(out / "index.html", page)
     cache.made("index.html")
     cache.finish(key)

@@ -6,13 +6,14 @@ it), so the page works wherever the sweep folder is copied or served. No script,
 
 from __future__ import annotations
 
-import math
 from html import escape
 
 import numpy as np
 import pandas as pd
 
-from ..analysis import CATBOOST_PARAMS, CRITERIA, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+from ..analysis import CATBOOST_PARAMS, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+from .headline import executive_summary, provenance_block, ranking
+from .html_parts import anchor, ci, fmt, table
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
@@ -24,46 +25,8 @@ th{background:#f3f3f3;position:sticky;top:0} td.l,th.l{text-align:left} tr:nth-c
 .figs{display:flex;flex-wrap:wrap;gap:18px} figure{margin:0;max-width:100%} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#444;max-width:720px} small{color:#777} nav a{margin-right:1em}
 .scroll{overflow-x:auto;max-height:600px;overflow-y:auto}
+.prov{font-size:12px;color:#444;background:#f6f6f6;padding:.4em .8em} .summary{border:1px solid #8ab;background:#f4f9fc;padding:.6em 1em;margin:1em 0}
 """
-
-
-def _fmt(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e6:
-        return str(int(v))
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 1e-3) else f"{v:.{digits}f}"
-    return escape(str(v))
-
-
-def _ci(mean, lo, hi) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    if lo == hi:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} <small>[{lo:.2f}, {hi:.2f}]</small>"
-
-
-def table(df: pd.DataFrame, left: tuple[str, ...] = (), raw_html: tuple[str, ...] = ()) -> str:
-    """A plain HTML table; columns in ``raw_html`` hold markup already, every other value is escaped."""
-    if df.empty:
-        return "<p class='note'>(empty)</p>"
-    head = "".join(f"<th class='{'l' if c in left else ''}'>{escape(str(c))}</th>" for c in df.columns)
-    body = []
-    for row in df.itertuples(index=False):
-        cells = []
-        for c, v in zip(df.columns, row):
-            text = str(v) if c in raw_html else _fmt(v)
-            cells.append(f"<td class='{'l' if c in left else ''}'>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<div class='scroll'><table><tr>{head}</tr>{''.join(body)}</table></div>"
-
-
-def anchor(*parts) -> str:
-    return "-".join("".join(ch if ch.isalnum() else "_" for ch in str(p)) for p in parts)
 
 
 def _label(r) -> str:
@@ -77,13 +40,16 @@ def render(
     result: dict | None,
     notes: list[str],
     compact: bool = False,
+    provenance: dict | None = None,
 ) -> str:
-    """The page; ``compact`` leaves out the every-column tables (they are in summary_ci.csv)."""
+    """The page; ``compact`` leaves out the every-column tables (they are in summary_ci.csv);
+    ``provenance``: where the numbers come from, shown first."""
     parts = [
         # an empty icon: without one a browser asks the server for /favicon.ico, a 404 on every load
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
         f"<title>lycobench report: {escape(sweep)}</title><style>{CSS}</style></head><body>",
         f"<h1>lycobench report: {escape(sweep)}</h1>",
+        provenance_block(provenance),
         f"<p>{len(finished)} run(s) finished, {len(unfinished)} not finished. Scores are the paper's rank "
         "normalisation: per leaf and metric column among all checkpoints of the sweep, 1 = best, 0 = worst; "
         "the base model is shown at the place it would take as one more checkpoint. Brackets: 95% bootstrap "
@@ -101,6 +67,7 @@ def render(
     if result is None:
         parts.append("<p>No finished run yet: nothing to analyse.</p></body></html>\n")
         return "".join(parts)
+    parts.append(executive_summary(result))
     skipped = result["skipped"]
     if notes or skipped:
         items = [f"<li>{escape(n)}</li>" for n in notes]
@@ -112,7 +79,7 @@ def render(
         parts.append(f"<div class='box'><b>Concepts not learned:</b> {escape(result['learning_warning'])} "
                      "<a href='#learning'>Details</a>.</div>")  # fmt: skip
     sections = [
-        ("ranking", "Ranking of algorithms", _ranking(result)),
+        ("ranking", "Ranking of algorithms", ranking(result)),
         ("learning", "Were the concepts learned?", _learning(result)),
         ("configs", "Configurations", _configs(result)),
         ("summary", "Scores per category", _summary(result, every_column=not compact)),
@@ -131,36 +98,6 @@ def render(
         parts.append(f"<h2 id='{a}'>{escape(t)}</h2>{body}")
     parts.append("</body></html>\n")
     return "".join(parts)
-
-
-def _ranking(result: dict) -> str:
-    t = result["table1"]
-    if t.empty:
-        return "<p class='note'>No criterion metric was measured.</p>"
-    crits = [c for c in CRITERIA if c in set(t["criterion"])]
-    cells = sorted(t["cell"].unique())
-    rows = []
-    for crit in crits:
-        row = {"criterion": crit}
-        for cell in cells:
-            r = t[(t["criterion"] == crit) & (t["cell"] == cell)]
-            row[cell] = (
-                "–"
-                if r.empty
-                else f"<b>{r['rank'].iloc[0]:g}</b> <small>{_ci(*r[['score', 'lo', 'hi']].iloc[0])}</small>"
-            )
-        rows.append(row)
-    desc = "; ".join(
-        f"{k}: {', '.join(f'{m}({p})' for m, p in v)}"
-        for k, v in result["criteria_def"].items()
-        if k in crits
-    )
-    return (
-        "<p>The paper's Table 1: each algorithm's default (and native fine-tuning at its other learning rates), "
-        "ranked per criterion, higher = better, from the normalised score averaged over categories, seeds and "
-        f"checkpoints (shown small, with its CI). Criteria: {escape(desc)}.</p>"
-        + table(pd.DataFrame(rows), left=("criterion",), raw_html=tuple(cells))
-    )
 
 
 def _learning(result: dict) -> str:
@@ -205,7 +142,7 @@ def _wide(g: pd.DataFrame, link: str) -> pd.DataFrame:
     several = g.groupby(["metric", "prompt_type"])[["encoder", "level"]].transform("nunique").max(axis=1) > 1
     g.loc[several, "column"] += "[" + g["encoder"] + "," + g["level"] + "]"
     g["cellv"] = [
-        f"{_ci(sc, lo, hi)}<br><small>raw {_fmt(rw, 4)}</small>"
+        f"{ci(sc, lo, hi)}<br><small>raw {fmt(rw, 4)}</small>"
         for sc, lo, hi, rw in zip(g["score"], g["score_lo"], g["score_hi"], g["raw"])
     ]
     wide = g.pivot_table(index=["cell", "epoch"], columns="column", values="cellv", aggfunc="first")
@@ -273,7 +210,7 @@ def _paired(result: dict) -> str:
     keep = np.array([(m, t) in wanted for m, t in zip(p["metric"], p["prompt_type"])], dtype=bool)
     q = p[p["epoch"].isna().to_numpy() & keep].copy()
     q["column"] = [_label(r) for r in q.to_dict("records")]
-    q["mean diff [CI]"] = [_ci(m, lo, hi) for m, lo, hi in zip(q["mean_diff"], q["ci_lo"], q["ci_hi"])]
+    q["mean diff [CI]"] = [ci(m, lo, hi) for m, lo, hi in zip(q["mean_diff"], q["ci_lo"], q["ci_hi"])]
     cols = ["a", "b", "kind", "column", "mean diff [CI]", "d_z", "win_rate", "raw_diff", "n_units", "n_seeds"]
     return (
         "<p>a vs b on the same leaves, prompts, generation seeds and training seeds, pooled over checkpoints; "

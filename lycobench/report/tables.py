@@ -40,9 +40,17 @@ def markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
             )
         )
     if result is not None and len(result["table1"]):
-        t = result["table1"].pivot(index="criterion", columns="cell", values="rank").reset_index()
-        md.append("\n## Ranking of the algorithms per criterion (Table 1 style; higher = better)\n\n")
-        md.append(markdown(t, ".1f"))
+        t = result["table1"]
+        order = t.sort_values(["criterion", "rank"]).groupby("criterion", sort=True)
+        rows = [
+            {
+                "criterion": crit,
+                **{f"rank {r['rank']:g}": f"{r['cell']} ({r['score']:.2f})" for _, r in g.iterrows()},
+            }
+            for crit, g in order
+        ]
+        md.append("\n## Ranking of the algorithms per criterion (Table 1 style; rank 1 = best)\n\n")
+        md.append(markdown(pd.DataFrame(rows)))
     if result is not None and len(result["learning"]):
         md.append("\n## Were the concepts learned? (oracle concept detection on trigger prompts)\n\n")
         if result["learning_warning"]:
