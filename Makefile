@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The report test opens report/index.html in the system Chromium (Debian's package; Playwright downloads no
-# browser here): installed when missing, through sudo unless root.
+# The report's browser test opens report/index.html in the system Chromium (Debian's package; Playwright
+# downloads no browser here). Optional: without it `make test` skips that test and says so. Installed when
+# missing, through sudo unless root (CI runs as root: .ci/run).
 browser:
 	@[ -x /usr/bin/chromium ] || { s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$s apt-get update -q && $$s apt-get install -y -q chromium; }
 
@@ -31,7 +32,7 @@ reference: setup
 	rm -rf results/reference/paper
 	$(PY) -m lycobench report results/paper --out=results/reference/paper --grids=trigger,alter --compact
 
-test: setup browser
+test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(ARGS)

@@ -25,7 +25,9 @@ overrides (Hydra syntax, key=value):
   <group>=<option>      choose a config group option:
 {groups}
   <group>.<key>=<value> change one setting, e.g. train.epochs=10 generate.steps=25 adapter.lr=1e-4
-  hydra/launcher=joblib run cells in parallel (hydra.launcher.n_jobs=2)
+  hydra/launcher=local_parallel  cells in parallel worker processes on this machine (2 by default:
+                        hydra.launcher.n_jobs=4; joblib underneath); the quick and paper sweeps use it
+  hydra/launcher=slurm_gpu       one SLURM array task per cell (docs/sweeps.md)
 
 Finished stages are skipped on a rerun; a failing cell writes FAILED and the others go on.
 """

@@ -20,9 +20,12 @@ def test_sweep_help_lists_groups_and_options():
         "smoke",
         "quick",
         "adapter",
-        "lora, lokr" if False else "loha",
+        "loha",
+        "hydra/launcher=local_parallel",  # the launcher preset the configs use, by its name
+        "hydra/launcher=slurm_gpu",
     ):
         assert text in out
+    assert "hydra/launcher=joblib" not in out
 
 
 def test_top_level_usage():
