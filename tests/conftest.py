@@ -50,6 +50,7 @@ SEEDS = (23, 24, 25)
 EPOCHS = {4: 2, 12: 6}  # checkpoint step -> epoch
 LEAVES = {"toy": "object", "hero.red": "character", "hero.blue": "character"}
 PROMPT_TYPES = ("train", "trigger", "alter")
+TRAINING_IMAGES = 5  # per leaf
 
 
 def _png(path: Path, rgb: tuple[int, int, int], size: int = 8) -> None:
@@ -107,9 +108,10 @@ def metric_rows(f: dict | None, step: int, epoch: float, seed: int, columns=COLU
         offset = {"train": 0.05, "trigger": 0.0, "alter": -0.1}
         for m, pt in columns:
             v = values[m] + (offset[pt] if m == "image_similarity" else 0.0)
-            rows.append(
-                dict(step=step, leaf=leaf, prompt_type=pt, metric=m, encoder="enc", level="set", n=2, value=v)
-            )
+            # Vendi is stored per set and per prompt; a trigger file has one prompt: the two are equal
+            levels = ("set", "prompt") if (m, pt) == ("vendi", "trigger") else ("set",)
+            row = dict(step=step, leaf=leaf, prompt_type=pt, metric=m, encoder="enc", n=2, value=v)
+            rows += [{**row, "level": level} for level in levels]
     return rows
 
 
@@ -129,9 +131,16 @@ def make_sweep(
     concepts = root / "concepts"
     for concept, cat in {"toy": "object", "hero": "character"}.items():
         (concepts / concept).mkdir(parents=True, exist_ok=True)
+        subclasses = "subclasses: {red: red, blue: blue}\n" if concept == "hero" else ""
         (concepts / concept / "concept.yaml").write_text(
-            f"name: {concept}\ncategory: {cat}\ntrigger: zz\nclass_word: thing\n"
+            f"name: {concept}\ncategory: {cat}\ntrigger: zz\nclass_word: thing\n{subclasses}"
         )
+    for leaf in LEAVES:  # the training images: 5 per leaf, 32 px (the report shows them above its grids)
+        concept, _, sub = leaf.partition(".")
+        folder = concepts / concept / sub if sub else concepts / concept
+        for k in range(TRAINING_IMAGES):
+            _png(folder / f"{k}.png", (30 * k, 50 + len(leaf) * 10, 200 - 20 * k), size=32)
+            (folder / f"{k}.txt").write_text(f"zz thing{', ' + sub if sub else ''}, tag{k}\n")
     manifest = {
         "sweep": {"name": "syn", "configs": {c: [] for c in configs}, "seeds": list(seeds)},
         "git": "0123abc",
@@ -172,8 +181,9 @@ def make_sweep(
                                 else f"runs/{cell}/seed={seed}/images/step-{step}/{leaf}/{pt}/0-{i}.png"
                             )
                             if not (sweep / rel).is_file():
-                                shade = int(min(255, 40 * epoch + 20 * i))
-                                _png(sweep / rel, (shade, 100 if step else 200, len(cell) * 20 % 255))
+                                shade = int(min(255, 40 * epoch + 20 * i + 7 * PROMPT_TYPES.index(pt)))
+                                blue = (len(cell) * 20 + (seed - 23) * 60) % 255 if step else 0
+                                _png(sweep / rel, (shade, 100 if step else 200, blue), size=32)
                             images.append(
                                 dict(
                                     step=step,

@@ -122,7 +122,7 @@ def test_html_links_are_relative_and_resolve(built):
     assert list((out / "plots" / "scatter").glob("*.png"))
     assert "style_loss(style) vs image_similarity(train)" in html
     grids = sorted((out / "grids").rglob("*.png"))
-    assert len(grids) == len(LEAVES) * len(PROMPT_TYPES)
+    assert len(grids) == len(LEAVES) * len(PROMPT_TYPES) * len(SEEDS)  # one sheet per training seed
 
 
 def test_rebuild_is_deterministic_and_skips_when_unchanged(built, tmp_path):
@@ -154,7 +154,10 @@ def test_a_changed_input_redraws_only_what_it_affects(built, tmp_path):
     copy = tmp_path / "syn"
     shutil.copytree(sweep, copy)
     report = copy / "report"
-    kept = [report / "grids" / "toy" / "train.png", report / "plots" / "scatter" / "object-epoch2.png"]
+    kept = [
+        report / "grids" / "toy" / "train" / "seed-23.png",
+        report / "plots" / "scatter" / "object-epoch2.png",
+    ]
     kept += [report / "plots" / "curves" / "object.png"]
     kept += list((report / "shap").rglob("*.json")) + list((report / "shap").rglob("*.png"))
     before = {p: p.stat().st_mtime_ns for p in kept}
@@ -211,10 +214,8 @@ def test_report_written_elsewhere_with_grids_of_some_prompt_types(built, tmp_pat
     assert r.returncode == 1  # the fixture has an unfinished run; the page is written all the same
     assert (dest / "index.html").is_file() and (dest / "scores.parquet").is_file()
     grids = sorted(p.relative_to(dest).as_posix() for p in (dest / "grids").rglob("*.png"))
-    assert grids and all(g.endswith("/train.png") for g in grids)
-    assert any(
-        not p.name.endswith("train.png") for p in (out / "grids").rglob("*.png")
-    )  # the full report has more
+    assert grids and all(g.split("/")[2] == "train" for g in grids)
+    assert any(p.parent.name != "train" for p in (out / "grids").rglob("*.png"))  # the full report has more
     assert (dest / "scores.parquet").read_bytes() == (out / "scores.parquet").read_bytes()
     assert cli("report", str(sweep), "--bogus=1").returncode == 2
 
@@ -254,7 +255,7 @@ def test_compact_report_gzips_big_tables_and_palettes_figures(built, tmp_path, m
     build_report(sweep, dest)
     assert not list(dest.rglob("*.gz"))
     assert (dest / "summary_ci.csv").read_bytes() == (out / "summary_ci.csv").read_bytes()
-    with Image.open(dest / "plots" / "correlation.png") as im:
+    with Image.open(dest / "plots" / "correlation" / "headline.png") as im:
         assert im.mode != "P"
 
 
@@ -309,3 +310,125 @@ def test_a_published_report_stands_alone_for_status_and_report(built, tmp_path, 
     r = cli("report", str(dest))
     assert r.returncode == 0 and "is a published report of sweep 'syn'" in r.stdout
     assert cli("status", str(tmp_path)).returncode == 2  # neither a sweep nor a report: the fix is named
+
+
+def test_grids_show_the_training_images_large_enough_for_every_seed(built):
+    """Per leaf x prompt type: one sheet per training seed behind a seed selector; the leaf's training
+    images on top; the world's 32 px images enlarged pixel for pixel to cells of at least 64 px."""
+    import re
+
+    from PIL import Image
+
+    from lycobench.report import sheets
+
+    _, out, _ = built
+    html = (out / "index.html").read_text(encoding="utf-8")
+    for leaf in LEAVES:
+        for pt in PROMPT_TYPES:
+            a = f"{leaf.replace('.', '_')}-{pt}"
+            fig = html[html.index(f"<figure id='grid-{a}'>") :]
+            fig = fig[: fig.index("</figure>")]
+            assert re.findall(r"<input type='radio' name='seed-[^']+' id='seed-[^']+-(\d+)'", fig) == [
+                str(s) for s in SEEDS
+            ]
+            sheets_linked = re.findall(r"<a class='sheet' href='([^']+)'>", fig)
+            assert sheets_linked == [f"grids/{leaf}/{pt}/seed-{s}.png" for s in SEEDS], fig
+            assert "5 training image(s)" in fig
+    assert "input:nth-of-type(3):checked~a.sheet:nth-of-type(3){display:block}" in html
+    # the toy's first training image (0, 80, 200), 32 px, fills a 64 px cell at the top of the sheet
+    x0 = sheets.LABEL_W + sheets.PAD
+    with Image.open(out / "grids" / "toy" / "trigger" / "seed-24.png") as im:
+        im = im.convert("RGB")
+        top = im.crop((x0, sheets.PAD, x0 + 64, sheets.PAD + 64))
+        assert top.getcolors() == [(64 * 64, (0, 80, 200))]
+        rows = 1 + 1 + len(CONFIGS)  # training, base, one per configuration
+        assert im.height >= rows * 64
+    assert sheets.cell_size(32) == 64 and sheets.cell_size(20) == 80 and sheets.cell_size(512) == 128
+
+
+def test_small_images_are_enlarged_pixel_for_pixel(tmp_path):
+    from PIL import Image
+
+    from lycobench.report.sheets import _thumb
+
+    checker = Image.new("RGB", (32, 32), "white")
+    checker.putdata([(255, 0, 0) if (x + y) % 2 else (0, 0, 255) for y in range(32) for x in range(32)])
+    checker.save(tmp_path / "c.png")
+    big = _thumb(tmp_path / "c.png", 64)
+    assert big.size == (64, 64)
+    for x, y in ((0, 0), (1, 0), (7, 12), (31, 31)):
+        block = big.crop((2 * x, 2 * y, 2 * x + 2, 2 * y + 2)).getcolors()
+        assert block == [(4, checker.getpixel((x, y)))]  # one source pixel = one uniform 2x2 block
+
+
+def test_every_figure_is_drawn_once(built):
+    """Vendi is stored per set and per prompt; a trigger file has one prompt, so the two are one column:
+    ranked, modelled and drawn once (the paper's level), with a note, and no two figures are the same file."""
+    import hashlib
+
+    _, out, _ = built
+    seen: dict[str, str] = {}
+    for p in sorted(out.rglob("*.png")):
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        assert digest not in seen, f"{p.relative_to(out)} repeats {seen.get(digest)}"
+        seen[digest] = str(p.relative_to(out))
+    t = pd.read_csv(out / "shap" / "summary.csv")
+    assert not t.duplicated(["category", "metric", "prompt_type"]).any()
+    assert len(t[t["metric"] == "vendi"]) == 2 and set(t.loc[t["metric"] == "vendi", "level"]) == {"set"}
+    s = pd.read_parquet(out / "scores.parquet")
+    assert set(s.loc[s["metric"] == "vendi", "level"]) == {"set"}
+    assert "the prompt level equals the set level" in (out / "index.html").read_text(encoding="utf-8")
+    raw = pd.read_csv(out / "metrics.csv")  # the raw table keeps what evaluation wrote
+    assert set(raw.loc[raw["metric"] == "vendi", "level"]) == {"set", "prompt"}
+
+
+def test_levels_that_differ_are_both_kept():
+    rows = pd.DataFrame(
+        dict(cell="a", seed=[1, 1], step=4, leaf="x", metric="vendi", encoder="e", prompt_type="alter",
+             level=["set", "prompt"], value=[5.0, 3.0])
+    )  # fmt: skip
+    kept, notes = an.drop_repeated_levels(rows)
+    assert len(kept) == 2 and notes == []
+    same = rows.assign(prompt_type="trigger", value=4.0)
+    kept, notes = an.drop_repeated_levels(same)
+    assert list(kept["level"]) == ["set"] and len(notes) == 1
+
+
+def test_correlation_maps_are_small_enough_to_read_and_clustered():
+    """Every metric column lands in a map per prompt type of at most MAP_SIZE columns, clustered so that
+    columns that move together are neighbours; the headline map crosses prompt types."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    factors = rng.standard_normal((200, 3))
+    cols = {}
+    for pt in ("alter", "train"):
+        for k in range(20):
+            f = k % 3  # three families of metrics, interleaved in name order
+            cols[f"m{k:02d}({pt})"] = factors[:, f] + 0.05 * rng.standard_normal(200)
+    corr = pd.DataFrame(cols).corr()
+    maps = an.correlation_maps(corr, headline={("m00", "alter"), ("m01", "train")})
+    assert maps[0][0] == "headline" and list(maps[0][2].index) in (
+        ["m00(alter)", "m01(train)"],
+        ["m01(train)", "m00(alter)"],
+    )
+    per_type = [m for m in maps if m[0] != "headline"]
+    assert all(m[2].shape[0] <= an.MAP_SIZE for m in per_type)
+    assert sorted(c for _, _, m in per_type for c in m.index) == sorted(
+        c.split("(")[0] for c in corr.index
+    )  # every column once, labelled without its prompt type (the map's title names it)
+    alter = [c for c in corr.index if "(alter)" in c]
+    order = an.cluster_order(corr.loc[alter, alter])
+    family = [int(c[1:3]) % 3 for c in order]
+    assert sum(a != b for a, b in zip(family, family[1:])) == 2  # three contiguous blocks
+
+
+def test_a_sweep_whose_concept_folders_are_gone_says_so(tmp_path, cli):
+    sweep = make_sweep(
+        tmp_path, configs={"lora": CONFIGS["lora"]}, seeds=(23,), columns=[("vendi", "trigger")]
+    )
+    shutil.rmtree(tmp_path / "concepts")
+    assert cli("report", str(sweep)).returncode == 0
+    html = (sweep / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Training images not found" in html and "not found; grids show none of it" in html
+    assert list((sweep / "report" / "grids").rglob("seed-23.png"))  # the grids are drawn all the same

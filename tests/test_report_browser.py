@@ -100,13 +100,40 @@ def serve():
         s.server_close()
 
 
+SHOWN = "i => i.getClientRects().length > 0"  # an image the page displays (not a hidden seed's sheet)
+
+
 def _load(page, url: str) -> None:
     page.goto(url, wait_until="load")
-    imgs = page.locator("img")
+    imgs = page.locator("img:visible")
     for i in range(imgs.count()):  # the figures load lazily: bring each into view, as a reader would
         imgs.nth(i).scroll_into_view_if_needed()
-    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=60_000)
+    page.wait_for_function(
+        f"() => [...document.images].filter({SHOWN}).every(i => i.complete)", timeout=60_000
+    )
     page.evaluate("window.scrollTo(0, 0)")
+
+
+def _pick_every_seed(page) -> tuple[int, list[str]]:
+    """Click every seed of every grid's selector, as a reader would: exactly the picked seed's sheet is shown
+    and loads. Returns (seeds picked, the problems found)."""
+    problems = []
+    radios = page.locator(".seeds > input[type=radio]")
+    for i in range(radios.count()):
+        radio = radios.nth(i)
+        rid = radio.get_attribute("id")
+        page.locator(f"label[for='{rid}']").click()
+        figure = radio.locator("xpath=ancestor::figure[1]")
+        shown = figure.locator("a.sheet:visible img")
+        if shown.count() != 1:
+            problems.append(f"{rid}: {shown.count()} sheets shown")
+            continue
+        shown.scroll_into_view_if_needed()
+        page.wait_for_function("i => i.complete", arg=shown.element_handle(), timeout=30_000)
+        src, width = shown.get_attribute("src"), shown.evaluate("i => i.naturalWidth")
+        if not src.endswith(f"seed-{rid.rsplit('-', 1)[1]}.png") or width == 0:
+            problems.append(f"{rid}: shows {src} (natural width {width})")
+    return radios.count(), problems
 
 
 @pytest.mark.parametrize("how", ["file", "http"])
@@ -122,6 +149,7 @@ def test_every_image_and_link_loads_in_chromium(browser, which, how, request, se
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         _load(page, base + "index.html")
+        picked, seeds = _pick_every_seed(page)
         images = page.evaluate(
             "() => [...document.images].map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight])"
         )
@@ -147,6 +175,7 @@ def test_every_image_and_link_loads_in_chromium(browser, which, how, request, se
     finally:
         page.close()
     assert images, "no image on the page"
+    assert picked > 0 and seeds == [], "seed selectors"
     assert [src for src, w, h in images if not (w > 0 and h > 0)] == [], "images that did not load"
     assert broken == [], "broken links"
     assert failed == [], "failed requests"

@@ -31,6 +31,7 @@ from .columns import (
     column_label,
     criteria_for,
     directions,
+    drop_repeated_levels,
     factor_columns,
     measured,
     paper_levels,
@@ -49,7 +50,15 @@ from .criteria import (
     table1,
     table1_configs,
 )
-from .pareto import correlations, pareto_mask, pareto_table, point_estimates
+from .pareto import (
+    MAP_SIZE,
+    cluster_order,
+    correlation_maps,
+    correlations,
+    pareto_mask,
+    pareto_table,
+    point_estimates,
+)
 from .scores import EXACT_UNITS, aggregate, cluster_bootstrap, rank_normalise, seed_summary
 from .shap import (
     CAT_FEATURES,
@@ -86,6 +95,7 @@ __all__ = [
     "criteria_for",
     "scatter_pairs_for",
     "paper_levels",
+    "drop_repeated_levels",
     "directions",
     "SCATTER_PAIRS",
     "column_label",
@@ -111,6 +121,9 @@ __all__ = [
     "pareto_mask",
     "pareto_table",
     "correlations",
+    "correlation_maps",
+    "cluster_order",
+    "MAP_SIZE",
     "FEATURES",
     "CAT_FEATURES",
     "CATBOOST_PARAMS",

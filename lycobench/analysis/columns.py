@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ID = ["metric", "encoder", "level", "prompt_type"]  # one metric column of the paper
@@ -80,6 +81,47 @@ def paper_levels(df: pd.DataFrame) -> pd.DataFrame:
             want = lv
         keep |= (df["metric"] == m) & (df["prompt_type"] == pt) & (df["level"] == want)
     return df[keep]
+
+
+def drop_repeated_levels(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Drop a level of a metric column that repeats another level of it on every row: Vendi is stored per
+    set and per prompt, and on a one-prompt file (<trigger>) the two are the same number. As two metric
+    columns they would be ranked, modelled, drawn and tabulated twice. The paper's level is kept
+    (``lycobench.metrics.paper_level``). Returns (rows kept, one note per column merged)."""
+    col = ["metric", "encoder", "prompt_type"]
+    if raw.empty or not (raw.groupby(col)["level"].transform("nunique") > 1).any():
+        return raw, []
+    try:
+        from ..metrics import paper_level
+    except ImportError:
+        return raw, []
+    at = ["cell", "step", "leaf"]
+    drop, notes = [], []
+    multi = raw[raw.groupby(col)["level"].transform("nunique") > 1]
+    for (metric, encoder, ptype), g in multi.groupby(col, sort=True):
+        levels = sorted(g["level"].unique())
+        try:
+            want = paper_level(metric, ptype)
+        except KeyError:
+            want = levels[0]
+        want = want if want in levels else levels[0]
+        keyed = g.assign(_seed=g["seed"].astype("Int64").fillna(-1))
+        ref = keyed[keyed["level"] == want][[*at, "_seed", "value"]]
+        for level in levels:
+            if level == want:
+                continue
+            other = keyed[keyed["level"] == level]
+            m = other[[*at, "_seed", "value"]].merge(ref, on=[*at, "_seed"], suffixes=("", "_ref"))
+            same = len(m) == len(other) == len(ref) and np.allclose(
+                m["value"], m["value_ref"], rtol=1e-9, atol=1e-12, equal_nan=True
+            )
+            if same:
+                drop.extend(other.index)
+                notes.append(
+                    f"{metric}({ptype}) [{encoder}]: the {level} level equals the {want} level on every "
+                    f"checkpoint and leaf (one prompt per file): shown once, as {want}"
+                )
+    return raw.drop(index=drop), notes
 
 
 def directions(metric_names) -> dict[str, bool | None]:

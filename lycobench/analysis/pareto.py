@@ -73,3 +73,71 @@ def correlations(leaf_scores: pd.DataFrame) -> pd.DataFrame:
     wide = s.pivot_table(index=["cell", "seed", "step", "leaf"], columns="column", values="score")
     wide = wide.loc[:, wide.std() > 0]
     return wide.corr(method="pearson")
+
+
+MAP_SIZE = 16  # metric columns per correlation map: a larger map is not legible at page width
+
+
+def correlation_maps(
+    corr: pd.DataFrame, headline: set[tuple[str, str]]
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """The correlation matrix cut into maps small enough to read, as (key, title, matrix): the paper's
+    headline columns (``headline``: (metric, prompt type) pairs) across prompt types, then one map per
+    prompt type (the paper reads prompt types separately; App. E), labelled without the prompt type. In
+    each map the columns are in cluster order (average linkage on 1 - |r|), so metrics that move together
+    sit together; a map of more than MAP_SIZE columns is cut into consecutive clusters."""
+    if corr.shape[0] < 2:
+        return []
+    parts = {label: _column_of(label) for label in corr.index}
+    groups: list[tuple[str, str, list[str]]] = []
+    head = [c for c in corr.index if parts[c][:2] in headline]
+    if len(head) >= 2:
+        groups.append(("headline", "the paper's criteria and scatter columns, across prompt types", head))
+    for ptype in sorted({p[1] for p in parts.values()}):
+        cols = [c for c in corr.index if parts[c][1] == ptype]
+        if len(cols) >= 2:
+            groups.append((ptype, f"{ptype} prompts", cols))
+    maps = []
+    for key, title, cols in groups:
+        ordered = cluster_order(corr.loc[cols, cols])
+        k = -(-len(ordered) // MAP_SIZE)
+        size = -(-len(ordered) // k)
+        for i in range(k):
+            chunk = ordered[i * size : (i + 1) * size]
+            if len(chunk) < 2:
+                continue
+            sub = corr.loc[chunk, chunk]
+            if key != "headline":  # the title names the prompt type
+                short = [_without_prompt_type(c) for c in chunk]
+                sub = sub.set_axis(short, axis=0).set_axis(short, axis=1)
+            name = key if k == 1 else f"{key}-{i + 1}"
+            maps.append((name, title if k == 1 else f"{title} ({i + 1} of {k})", sub))
+    return maps
+
+
+def cluster_order(corr: pd.DataFrame) -> list[str]:
+    """The columns of a correlation matrix in the leaf order of an average-linkage clustering on the
+    distance 1 - |r| (a missing r counts as 0)."""
+    if corr.shape[0] <= 2:
+        return list(corr.index)
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    d = 1.0 - np.abs(np.nan_to_num(corr.to_numpy(float), nan=0.0))
+    d = (d + d.T) / 2
+    np.fill_diagonal(d, 0.0)
+    order = leaves_list(linkage(squareform(np.clip(d, 0, None), checks=False), method="average"))
+    return [corr.index[i] for i in order]
+
+
+def _column_of(label: str) -> tuple[str, str, str]:
+    """(metric, prompt type, suffix) of a ``column_label``: 'vendi(trigger)[set]' -> ('vendi', 'trigger',
+    '[set]')."""
+    metric, rest = label.split("(", 1)
+    ptype, suffix = rest.split(")", 1)
+    return metric, ptype, suffix
+
+
+def _without_prompt_type(label: str) -> str:
+    metric, _, suffix = _column_of(label)
+    return metric + suffix

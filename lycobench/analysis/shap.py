@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .columns import ID, NATIVE, measured, resolve
+from .columns import ID, NATIVE, measured, paper_levels, resolve
 
 # --- CatBoost + SHAP ----------------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ def shap_rows(scores: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
     s = scores[(scores["scope"] == "category") & ~scores["is_base"] & scores["cell"].isin(fit.index)]
     targets = shap_targets(scores)
     is_target = np.array([c in targets for c in zip(s["metric"], s["prompt_type"])], dtype=bool)
-    s = s[s["score"].notna().to_numpy() & is_target].copy()
+    s = paper_levels(s[s["score"].notna().to_numpy() & is_target]).copy()  # one model per target column
     s["Algorithm"] = s["cell"].map(fit["algo"]).astype(str)
     s["Trained Layers"] = s["cell"].map(fit["target"]).astype(str)
     s["Epoch"] = s["epoch"].astype(float)

@@ -5,8 +5,9 @@ did not finish.
 Rebuilding is cheap when nothing changed: the whole report is keyed by the content of its inputs (and this
 code), and every figure and SHAP model by the content of its own inputs, in report/.cache.json.
 
-Modules: build (the entry point), load (runs -> frames), tables, cache, figures, shap_figures, grids,
-plots (matplotlib), page (index.html).
+Modules: build (the entry point), load (runs -> frames, training images), tables, cache, figures,
+shap_figures, grids (which sheets), sheets (composing one, PIL), plots (matplotlib), page (index.html),
+gallery (the page's grids and seed selector), headline, html_parts, published.
 """
 
 from .build import build_report

@@ -126,6 +126,8 @@ def analyse(
         notes.append(
             f"metric(s) {', '.join(unknown)}: no direction in lycobench.metrics.METRICS; kept raw, not ranked"
         )
+    raw, merged = an.drop_repeated_levels(raw)
+    notes.extend(merged)
     leaf = an.rank_normalise(raw)
     scores = an.aggregate(leaf)
     write_parquet_if_changed(out / "scores.parquet", scores)
@@ -170,5 +172,5 @@ def analyse(
     }
     result["shap"] = shap_models(scores, configs, out, cache, result)
     draw_figures(scores, summary, configs, corr, out, cache, result)
-    result["grids"] = contact_sheets(sweep_dir, finished, out, cache, grid_types=grid_types)
+    result["grids"] = contact_sheets(sweep_dir, finished, out, cache, grid_types=grid_types, notes=notes)
     return result

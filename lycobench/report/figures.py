@@ -1,4 +1,4 @@
-"""The report's figures (scatter panels, Pareto fronts, metric curves, the correlation heat map), drawn in
+"""The report's figures (scatter panels, Pareto fronts, metric curves, the correlation maps), drawn in
 worker processes and cached by the content of their inputs."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from .cache import Cache, frame_key, slug
 
 def draw_figures(scores, summary, configs, corr, out: Path, cache: Cache, result: dict) -> None:
     """Scatter panels and Pareto fronts per category and epoch, metric curves per category, the
-    correlation heatmap; each skipped with a note when its metrics are absent."""
+    correlation maps (headline columns, then per prompt type); each skipped with a note when its metrics
+    are absent."""
     from functools import partial
 
     import numpy as np
@@ -68,7 +69,7 @@ def draw_figures(scores, summary, configs, corr, out: Path, cache: Cache, result
         curves = summary[(summary["scope"] == "category") & (summary["group"] == cat)]
         curves = curves.merge(scores[["metric", "higher_is_better"]].drop_duplicates("metric"), on="metric")
         keep = np.array([c in columns for c in zip(curves["metric"], curves["prompt_type"])], dtype=bool)
-        c = curves[keep]
+        c = an.paper_levels(curves[keep])  # one panel per column, at the paper's level
         title = f"{cat}: the paper's criteria over checkpoints (raw; mean over seeds, 95% bootstrap CI)"
         draw(
             "Metric curves", cat, f"plots/curves/{slug(cat)}.png",
@@ -77,10 +78,17 @@ def draw_figures(scores, summary, configs, corr, out: Path, cache: Cache, result
     if fronts:
         table = pd.concat(fronts, ignore_index=True)
         cache.table("pareto.csv", table.to_csv(index=False, float_format="%.6g"))
-    draw(
-        "Correlations", "all metric columns", "plots/correlation.png", frame_key(corr.reset_index()),
-        partial(plots.correlation_heatmap, corr, "Pearson correlation of normalised scores (leaf level, no aggregation)"),
-    )  # fmt: skip
+    headline = {c for cols in an.criteria_for(scores).values() for c in cols}
+    headline |= {c for pair in an.scatter_pairs_for(scores) for c in pair}
+    maps = an.correlation_maps(corr, headline)
+    for key, title, sub in maps:
+        draw(
+            "Correlations", title, f"plots/correlation/{slug(key)}.png", frame_key(sub.reset_index(), extra=title),
+            partial(plots.correlation_heatmap, sub, f"Pearson r of normalised scores: {title}"),
+            caption="leaf level, no aggregation; columns in cluster order",
+        )  # fmt: skip
+    if not maps:
+        result["skipped"].append(("Correlations", "correlation maps", "fewer than two metric columns vary"))
     skipped = _draw_all(todo)
     for section, title, name, caption, note in listed:
         if name in skipped:

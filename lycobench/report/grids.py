@@ -1,81 +1,113 @@
-"""Image grids (contact sheets) per leaf x prompt type: the base model, then every configuration at every
-checkpoint, on the same prompts and generation seeds."""
+"""Image grids (contact sheets) per leaf x prompt type x training seed: the leaf's training images, the base
+model, then every configuration at every checkpoint, on the same prompts and generation seeds."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..store import content_key, read_json
+from ..store import content_key, file_sha256, read_json
 from .cache import SOURCE, Cache, slug
-from .load import epochs_of
+from .load import epochs_of, training_images
+
+MAX_TRAINING = 48  # training images offered to a sheet (it shows as many as its width holds)
 
 
 def contact_sheets(
-    sweep_dir: Path, finished: list[dict], out: Path, cache: Cache, per_cell: int = 3, grid_types=None
+    sweep_dir: Path,
+    finished: list[dict],
+    out: Path,
+    cache: Cache,
+    per_cell: int = 3,
+    grid_types=None,
+    notes: list[str] | None = None,
 ) -> list[dict]:
-    """Contact sheets per leaf x prompt type: the base model, then every configuration (its first finished
-    seed) at every checkpoint, on the first ``per_cell`` images of the prompt file (same prompts, same
-    generation seeds in every cell)."""
+    """One contact sheet per leaf x prompt type x training seed: the leaf's training images, the base
+    model, then every configuration (a row; '(not finished)' with empty boxes where that seed's run did not
+    finish) at every checkpoint (a column), on the first ``per_cell`` images of the prompt file (the same
+    prompts and generation seeds in every cell). Returns, per leaf x prompt type, its sheets by seed."""
     import pandas as pd
 
-    from .plots import Skip, image_grid
-
-    first: dict[str, dict] = {}
-    for r in sorted(finished, key=lambda r: (r["cell"], r["seed"])):
-        first.setdefault(r["cell"], r)
-    if not first:
+    runs = {(r["cell"], r["seed"]): r for r in finished}
+    if not runs:
         return []
+    cells = sorted({c for c, _ in runs})
+    seeds = sorted({s for _, s in runs})
     frames = []
-    for cell, r in first.items():
+    for (cell, seed), r in sorted(runs.items()):
         im = pd.read_parquet(r["root"] / "images.parquet")
+        if grid_types:
+            im = im[im["prompt_type"].isin(list(grid_types))]
         epochs = epochs_of(r["root"])
         im["epoch"] = im["step"].map({**epochs, 0: 0.0}).astype(float)
         gen_key = read_json(r["root"] / "run.json").get("keys", {}).get("generate")
-        frames.append(im.assign(cell=cell, seed_run=r["seed"], gen_key=gen_key))
+        frames.append(im.assign(cell=cell, seed_run=seed, gen_key=gen_key))
     images = pd.concat(frames, ignore_index=True)
-    if grid_types:
-        images = images[images["prompt_type"].isin(list(grid_types))]
+    training, missing = training_images(finished)
+    if notes is not None:
+        notes.extend(missing)
+    shas: dict[str, list[str]] = {}  # leaf -> sha256 of the training images offered
     grids = []
     for (leaf, ptype), g in images.groupby(["leaf", "prompt_type"], sort=True):
-        idx = sorted(g.loc[g["step"] == 0, "index"].unique())[:per_cell]
-        if not idx:
-            idx = sorted(g["index"].unique())[:per_cell]
+        idx = (
+            sorted(g.loc[g["step"] == 0, "index"].unique())[:per_cell]
+            or sorted(g["index"].unique())[:per_cell]
+        )
         g = g[g["index"].isin(idx)]
         epochs = sorted(e for e in g["epoch"].dropna().unique() if e > 0)
         base = g[g["step"] == 0].drop_duplicates("index").set_index("index")
         base_imgs = [_img(sweep_dir, base, i) for i in idx]
-        columns = [f"epoch {e:g}" for e in epochs]
-        rows = []
-        for cell in sorted(first):
-            c = g[g["cell"] == cell]
-            cells = []
-            for e in epochs:
-                at = c[c["epoch"] == e].drop_duplicates("index").set_index("index")
-                cells.append([_img(sweep_dir, at, i) for i in idx])
-            rows.append((f"{cell} (seed {first[cell]['seed']})", cells))
-        name = f"grids/{slug(leaf)}/{slug(ptype)}.png"
-        key = content_key(
-            {
-                "base": [_rel(p, sweep_dir) for p in base_imgs],
-                "columns": columns,
-                "rows": [[lab, [[_rel(p, sweep_dir) for p in ps] for ps in cells]] for lab, cells in rows],
-                "gen": sorted(set(g["gen_key"].dropna())),
-                "source": SOURCE[0],
-            }
-        )
-        if not cache.fresh(name, key):
-            try:
-                image_grid(base_imgs, columns, rows, out / name)
-            except Skip:
-                cache.new.pop(name, None)
-                continue
+        train = training.get(leaf, [])[:MAX_TRAINING]
+        if leaf not in shas:
+            shas[leaf] = [file_sha256(p) for p in train]
+        sheets = []
+        for seed in seeds:
+            rows, gen = [], set()
+            for cell in cells:
+                if (cell, seed) not in runs:
+                    rows.append((f"{cell} (not finished)", [[None] * len(idx) for _ in epochs]))
+                    continue
+                c = g[(g["cell"] == cell) & (g["seed_run"] == seed)]
+                gen |= set(c["gen_key"].dropna())
+                at = [c[c["epoch"] == e].drop_duplicates("index").set_index("index") for e in epochs]
+                rows.append((cell, [[_img(sweep_dir, a, i) for i in idx] for a in at]))
+            name = f"grids/{slug(leaf)}/{slug(ptype)}/seed-{seed}.png"
+            columns = [f"epoch {e:g}" for e in epochs]
+            key = content_key(
+                {
+                    "base": [_rel(p, sweep_dir) for p in base_imgs],
+                    "training": shas[leaf],
+                    "columns": columns,
+                    "rows": [[lab, [[_rel(p, sweep_dir) for p in ps] for ps in cs]] for lab, cs in rows],
+                    "gen": sorted(gen),
+                    "seed": seed,
+                    "source": SOURCE[0],
+                }
+            )
+            if not cache.fresh(name, key):
+                from .plots import Skip
+                from .sheets import image_grid
+
+                try:
+                    image_grid(base_imgs, columns, rows, out / name, train, title=f"training seed {seed}")
+                except Skip:
+                    cache.new.pop(name, None)
+                    continue
+            sheets.append({"seed": seed, "path": name})
+        if not sheets:
+            continue
         prompts = (
             base.reset_index()[["index", "prompt", "seed"]]
             if len(base)
             else g.drop_duplicates("index")[["index", "prompt", "seed"]]
         )
         grids.append(
-            {"leaf": leaf, "prompt_type": ptype, "path": name, "prompts": prompts.to_dict("records")}
+            {
+                "leaf": leaf,
+                "prompt_type": ptype,
+                "sheets": sheets,
+                "training": len(training.get(leaf, [])),
+                "prompts": prompts.to_dict("records"),
+            }
         )
     return grids
 

@@ -117,3 +117,31 @@ def load_metrics(finished: list[dict]):
         ascending=[False, True, True, True, True, True, True, True, True],
     )
     return metrics, raw.reset_index(drop=True), notes
+
+
+def training_images(finished: list[dict]) -> tuple[dict[str, list[Path]], list[str]]:
+    """leaf -> its training images, read as training reads them (``data.load_concept``) from the concept
+    folders the runs recorded (run.json's provenance, else the folder paths in config.yaml); and a note
+    per recorded folder that is gone (a sweep copied elsewhere: its grids then have no training row)."""
+    import yaml
+
+    from ..data import Report, load_concept
+
+    specs: list[str] = []
+    for r in finished:
+        specs += [str(s) for s in read_json(r["root"] / "run.json").get("provenance", {}).get("concepts", [])]
+        cfg = r["root"] / "config.yaml"
+        if cfg.is_file():
+            listed = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("concepts") or []
+            specs += [str(s) for s in listed if Path(str(s)).is_absolute()]  # never the live checkout
+    out: dict[str, list[Path]] = {}
+    notes = []
+    for spec in dict.fromkeys(specs):
+        folder = Path(spec).expanduser()
+        if not folder.is_dir():
+            notes.append(f"training images: concept folder {folder} not found; grids show none of it")
+            continue
+        concept = load_concept(str(folder), Report())
+        for leaf in concept.leaves if concept else []:
+            out.setdefault(leaf.name, [it.image for it in leaf.items])
+    return out, notes

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import CATBOOST_PARAMS, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+from .gallery import gallery_css, grids_section
 from .headline import executive_summary, provenance_block, ranking
 from .html_parts import anchor, ci, fmt, table
 
@@ -47,7 +48,8 @@ def render(
     parts = [
         # an empty icon: without one a browser asks the server for /favicon.ico, a 404 on every load
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' href='data:,'>",
-        f"<title>lycobench report: {escape(sweep)}</title><style>{CSS}</style></head><body>",
+        f"<title>lycobench report: {escape(sweep)}</title>"
+        f"<style>{CSS}{gallery_css((result or {}).get('grids') or [])}</style></head><body>",
         f"<h1>lycobench report: {escape(sweep)}</h1>",
         provenance_block(provenance),
         f"<p>{len(finished)} run(s) finished, {len(unfinished)} not finished. Scores are the paper's rank "
@@ -90,7 +92,7 @@ def render(
         ("pareto", "Pareto fronts", _figs(result, "Pareto fronts")),
         ("curves", "Metric curves over checkpoints", _figs(result, "Metric curves")),
         ("corr", "Correlations", _figs(result, "Correlations")),
-        ("grids", "Image grids", _grids(result)),
+        ("grids", "Image grids", grids_section(result)),
         ("files", "Files", _files(result)),
     ]
     parts.append("<nav>" + "".join(f"<a href='#{a}'>{escape(t)}</a>" for a, t, _ in sections) + "</nav>")
@@ -261,32 +263,6 @@ def _figs(result: dict, section: str) -> str:
         parts.append(f"<p class='note'>Skipped {escape(title)}: {escape(why)}</p>")
     if not figs and not skipped:
         parts.append("<p class='note'>Nothing to show.</p>")
-    return "".join(parts)
-
-
-def _grids(result: dict) -> str:
-    grids = result.get("grids") or []
-    if not grids:
-        return "<p class='note'>No images found.</p>"
-    cats = result["scores"].query("scope == 'leaf'").drop_duplicates("leaf").set_index("leaf")["category"]
-    parts = [
-        "<p>Rows: the base model, then each configuration (its first finished training seed); columns: "
-        "checkpoints; each cell shows the first images of the prompt file, with the same prompts and "
-        "generation seeds in every cell (listed under each grid). Click a grid for full size.</p>"
-    ]
-    by_cat: dict[str, list[dict]] = {}
-    for g in grids:
-        by_cat.setdefault(cats.get(g["leaf"], "unknown"), []).append(g)
-    parts.append("<a id='grids-all'></a>")
-    for cat in sorted(by_cat):
-        parts.append(f"<h3 id='grids-{anchor(cat)}'>{escape(cat)}</h3>")
-        for g in by_cat[cat]:
-            prompts = "; ".join(f"#{p['index']} seed {p['seed']}: {p['prompt']}" for p in g["prompts"])
-            parts.append(
-                f"<figure id='grid-{anchor(g['leaf'], g['prompt_type'])}'><a href='{escape(g['path'])}'>"
-                f"<img src='{escape(g['path'])}' alt='{escape(g['leaf'])} {escape(g['prompt_type'])}' loading='lazy'></a>"
-                f"<figcaption><b>{escape(g['leaf'])}</b>, {escape(g['prompt_type'])} prompts. {escape(prompts)}</figcaption></figure>"
-            )
     return "".join(parts)
 
 

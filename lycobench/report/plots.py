@@ -288,99 +288,30 @@ def metric_curves(summary: pd.DataFrame, configs: pd.DataFrame, title: str, path
 
 
 def correlation_heatmap(corr: pd.DataFrame, title: str, path: Path) -> None:
-    """Pearson correlation matrix; axes placed in inches so long metric names always fit."""
+    """One Pearson correlation map (at most ``analysis.MAP_SIZE`` columns: legible at page width), every
+    cell labelled with its r; margins in inches from the longest metric name, so names always fit."""
     if corr.shape[0] < 2:
         raise Skip("fewer than two metric columns vary over the checkpoints")
     n = corr.shape[0]
-    cell, left, bottom, top, right = 0.42, 2.3, 2.1, 0.7, 1.3
+    longest = max(len(str(c)) for c in corr.index)
+    label_in = 0.3 + longest * 0.06  # 8-pt characters
+    cell, left, bottom, top, right = 0.5, label_in, label_in * 0.8 + 0.1, 0.7, 1.1
     W, H = left + n * cell + right, bottom + n * cell + top
     fig = Figure(figsize=(max(W, 5.0), H))
     W = fig.get_size_inches()[0]
     ax = fig.add_axes((left / W, bottom / H, n * cell / W, n * cell / H))
     cax = fig.add_axes(((left + n * cell + 0.2) / W, bottom / H, 0.15 / W, n * cell / H))
     im = ax.imshow(corr.to_numpy(), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(n), corr.columns, rotation=60, ha="right", rotation_mode="anchor", fontsize=7)
-    ax.set_yticks(range(n), corr.index, fontsize=7)
-    if n <= 16:
-        for i in range(n):
-            for j in range(n):
-                v = corr.iat[i, j]
-                if not np.isnan(v):
-                    ax.text(
-                        j,
-                        i,
-                        f"{v:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color="w" if abs(v) > 0.6 else "k",
-                    )
+    ax.set_xticks(range(n), corr.columns, rotation=50, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(n), corr.index, fontsize=8)
+    for i in range(n):
+        for j in range(n):
+            v = corr.iat[i, j]
+            if not np.isnan(v):
+                colour = "w" if abs(v) > 0.6 else "k"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=colour)
     fig.colorbar(im, cax=cax)
-    cax.tick_params(labelsize=7)
+    cax.tick_params(labelsize=8)
     cax.set_ylabel("Pearson r", fontsize=8)
-    fig.suptitle(title, fontsize=9, x=0.02, ha="left", y=1 - 0.15 / H, va="top")
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left", y=1 - 0.15 / H, va="top")
     save(fig, path)
-
-
-# --- image grids ---------------------------------------------------------------------------------------
-
-
-def image_grid(
-    base: list[Path | None],
-    columns: list[str],
-    rows: list[tuple[str, list[list[Path | None]]]],
-    path: Path,
-    thumb: int | None = None,
-) -> None:
-    """A contact sheet: the base model's images on top, then one row per configuration with one cell per
-    checkpoint column, each cell a strip of images (the same prompt indices, hence the same generation
-    seeds, everywhere). Thumbnails are 96 px, or the images' own side when that is smaller (the world's
-    32 px images pixel for pixel, never upscaled: a browser zooms them without loss)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    if not rows and not base:
-        raise Skip("no images")
-    if thumb is None:
-        paths = [
-            p for p in [*base, *(p for _, cells in rows for c in cells for p in c)] if p and Path(p).is_file()
-        ]
-        thumb = 96
-        if paths:
-            with Image.open(paths[0]) as im:
-                thumb = min(96, im.size[0])
-    font = ImageFont.load_default()
-    per = max([len(base)] + [len(imgs) for _, cells in rows for imgs in cells])
-    pad, label_w, head_h = 6, 160, 18
-    cell_w = per * thumb + (per - 1) * 2
-    W = label_w + max(1, len(columns)) * (cell_w + pad) + pad
-    H = (thumb + pad) + head_h + len(rows) * (thumb + pad) + 2 * pad
-    sheet = Image.new("RGB", (W, H), "white")
-    draw = ImageDraw.Draw(sheet)
-
-    def strip(x: int, y: int, imgs: list[Path | None]) -> None:
-        for k, p in enumerate(imgs):
-            box = (x + k * (thumb + 2), y)
-            if p is None or not Path(p).is_file():
-                draw.rectangle([box, (box[0] + thumb - 1, box[1] + thumb - 1)], outline="#cccccc")
-                continue
-            with Image.open(p) as im:
-                sheet.paste(im.convert("RGB").resize((thumb, thumb), Image.Resampling.LANCZOS), box)
-
-    x0 = label_w + pad
-    draw.text((4, pad + thumb // 2 - 6), "base model (step 0)", fill="black", font=font)
-    strip(x0, pad, base)
-    y = thumb + 2 * pad
-    draw.line([(0, y - pad // 2), (W, y - pad // 2)], fill="#999999")
-    for j, col in enumerate(columns):
-        draw.text((x0 + j * (cell_w + pad), y + 2), col, fill="black", font=font)
-    y += head_h
-    for label, cells in rows:
-        draw.text((4, y + thumb // 2 - 6), label[:26], fill="black", font=font)
-        for j, imgs in enumerate(cells):
-            strip(x0 + j * (cell_w + pad), y, imgs)
-        y += thumb + pad
-    buf = io.BytesIO()
-    sheet.save(
-        buf, format="PNG", compress_level=6
-    )  # optimize=True took seconds per sheet for ~5% smaller files
-    atomic_write_bytes(path, buf.getvalue())
