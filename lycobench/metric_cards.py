@@ -19,7 +19,7 @@ BEGIN, END = (
 ENCODER_SETS = ("paper", "world", "tiny")
 INPUT_WORDS = {
     "refs": "the set's images against all training images of the leaf",
-    "texts": "each image against the processed text of its own prompt (trigger-word processing, paper section 5.3)",
+    "texts": "each image against the processed text of its own prompt (trigger-word processing, docs/paper-protocol.md section 5.3)",
     "images": "the set's images",
     "pairs": "each fine-tuned image against the base model's image with the same prompt and seed (step 0); "
     "not computed for step 0",

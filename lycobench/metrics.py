@@ -1,6 +1,6 @@
 """Metrics: pure functions on features or oracle predictions, each registered with its metric card.
 
-Definitions follow the LyCORIS paper (reference/paper-protocol.md, section 5) where it has one; the others
+Definitions follow the LyCORIS paper (docs/paper-protocol.md, section 5) where it has one; the others
 (FD/KID guards, base-model drift, copy detection, oracle scores) are lycobench's and say so on their card.
 Features are rows. Every function is invariant to the order of its samples (paired inputs are permuted
 together) and returns a finite float, or raises ``TooFewSamples`` when the input cannot support it.

@@ -285,7 +285,7 @@ def parse_expect(expect) -> dict[str, object]:
 
 
 def text_for_clip(prompt: str, leaf: Leaf) -> str:
-    """The paper's trigger-word processing before CLIP text encoding (paper-protocol.md, section 5.3).
+    """The paper's trigger-word processing before CLIP text encoding (docs/paper-protocol.md, section 5.3).
 
     Characters: drop the trigger, keep the class word. Objects and scenes: the trigger becomes the
     concept's plain name. Styles: drop trigger and class word. Sub-class keywords made of a rare token

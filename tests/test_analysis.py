@@ -103,7 +103,7 @@ def test_exact_bootstrap_agrees_with_monte_carlo():
     assert one["lo"].iloc[0] < 0.5 < one["hi"].iloc[0]
 
 
-# The paper's 26 configurations (paper-protocol.md section 3) as run.json factors.
+# The paper's 26 configurations (docs/paper-protocol.md, section 3) as run.json factors.
 def paper_configs() -> pd.DataFrame:
     rows = []
 

@@ -70,7 +70,7 @@ def test_image_similarity_equals_mean_pairwise_cosine():
 
 
 def test_similarity_identity_with_scd_and_variances():
-    # 1 - S = 0.5 (SCD + Var1 + Var2), Var = 1 - |mean of unit vectors|^2 (paper-protocol.md 5.2)
+    # 1 - S = 0.5 (SCD + Var1 + Var2), Var = 1 - |mean of unit vectors|^2 (docs/paper-protocol.md, section 5.2)
     gen, ref = rng.normal(size=(9, 6)), rng.normal(size=(5, 6))
     var = lambda z: 1 - np.sum(unit(z).mean(0) ** 2)  # noqa: E731
     assert 1 - image_similarity(gen, ref) == pytest.approx(

@@ -1,5 +1,5 @@
 """The paper's analysis on tidy tables: rank normalisation, aggregation, bootstrap CIs, paired comparisons,
-factor levels, criteria, best checkpoints and overfitting alarms (reference/paper-protocol.md, sections 6-8).
+factor levels, criteria, best checkpoints and overfitting alarms (docs/paper-protocol.md, sections 6-8).
 
 Every function takes and returns pandas frames (or arrays) and writes no file, so it can be tested on
 synthetic tables; CatBoost + SHAP in shap.
