@@ -81,3 +81,16 @@ def test_every_cited_markdown_file_is_in_the_repository():
                 missing.append(f"{f}: {ref}")
     assert len(texts) > 50 and "docs/paper-protocol.md" in tracked("docs/*.md")
     assert missing == []
+
+
+def test_every_relative_link_of_the_documentation_resolves():
+    link = re.compile(r"\]\(([^)#\s]+)")
+    pages = [f for f in tracked("*.md") if not f.startswith("results/")]
+    broken = [
+        f"{f}: {target}"
+        for f in pages
+        for target in link.findall((ROOT / f).read_text(encoding="utf-8"))
+        if not target.startswith(("http:", "https:", "mailto:"))
+        and not (ROOT / f).parent.joinpath(target).exists()
+    ]
+    assert "README.md" in pages and broken == []
