@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, args = argv[0], argv[1:]
+    if command == "world" and args[:1] == ["check"]:  # a calibration: above the stages, not in the world
+        from .calibrate.cli import main as check_main
+
+        return check_main(args[1:])
     wants_help = any(a in ("-h", "--help") for a in args)
     if command == "sweep":
         if wants_help:

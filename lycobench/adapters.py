@@ -184,7 +184,9 @@ def checkpoint_metadata(adapter_cfg: dict, target_cfg: dict, train_cfg: dict, st
         "ss_network_args": json.dumps(args, sort_keys=True, default=str),
         "ss_steps": step,
         "ss_epoch": epoch,
-        "ss_learning_rate": float(adapter_cfg.get("lr") or 0) * float(train_cfg.get("lr_scale", 1.0)),
+        "ss_learning_rate": float(adapter_cfg.get("lr") or 0)
+        * float(train_cfg.get("lr_scale", 1.0))
+        * float(adapter_cfg.get("lr_scale", 1.0)),
     }
 
 

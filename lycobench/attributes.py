@@ -2,7 +2,7 @@
 
 A prompt's attributes are read from its words with the world's vocabulary (``lycobench.world.vocab``): the
 background colour and pattern, object colours and shapes, the object count when every object phrase states
-one, the render style, size and position. Only what the prompt states is expected; an attribute the world
+one. Only what the prompt states is expected; an attribute the world
 leaves undefined for the concept in the prompt (``world.scenes.labels``) is dropped. When images.parquet
 carries an ``attributes`` column (the scene description a world prompt was made from), evaluate uses that
 instead of parsing.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from .world.captions import PATTERN_ADJ, PATTERN_NOUN, POSITION_PHRASES, STYLE_DRAWINGS, STYLE_PHRASES
-from .world.vocab import BG_COLOURS, COLOURS, PLURALS, SHAPES, SIZES
+from .world.captions import PATTERN_ADJ, PATTERN_NOUN
+from .world.vocab import BG_COLOURS, COLOURS, PLURALS, SHAPES
 
 
 def _alternation(words) -> str:
@@ -23,13 +23,6 @@ def _alternation(words) -> str:
 _PATTERN_WORD = {**{a: p for p, a in PATTERN_ADJ.items()}, **{n: p for p, n in PATTERN_NOUN.items()}}
 _NUMBER = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3}
 _SHAPE = {**{s: (s, False) for s in SHAPES}, **{p: (s, True) for s, p in PLURALS.items()}}
-_STYLE = {
-    phrase: style
-    for style in STYLE_PHRASES
-    for phrase in (*STYLE_PHRASES[style], STYLE_DRAWINGS[style].split(" ", 1)[1])
-    if phrase
-}
-_POSITION = {phrase: pos for pos, phrase in POSITION_PHRASES.items()}
 
 _BG = re.compile(
     rf"\b(?:(?P<pre>{_alternation(PATTERN_ADJ.values())}) )?(?P<bg>{_alternation(BG_COLOURS)})"
@@ -40,13 +33,13 @@ _PATTERN_TAG = re.compile(rf"^(?:(?P<adj>{_alternation(PATTERN_ADJ.values())}) b
                           rf"{_alternation(PATTERN_NOUN.values())}))$")  # fmt: skip
 # an object colour directly after a background-colour prefix ("light blue", "dark blue") is a background
 _OBJ = re.compile(
-    rf"(?<!light )(?<!dark )\b(?:(?P<num>{_alternation(_NUMBER)}) )?(?:(?P<size>{_alternation(SIZES)}) )?"
+    rf"(?<!light )(?<!dark )\b(?:(?P<num>{_alternation(_NUMBER)}) )?"
     rf"(?P<colour>{_alternation(COLOURS)}) (?P<shape>{_alternation(_SHAPE)})\b"
 )
 
 
 def parse(prompt: str) -> dict:
-    """Attributes a world prompt states: bg_colour, pattern, colours, shapes, count, style, size, position."""
+    """Attributes a world prompt states: bg_colour, pattern, colours, shapes, count."""
     text = " ".join(prompt.lower().split())
     out: dict = {}
     bg = _BG.search(text)
@@ -66,16 +59,6 @@ def parse(prompt: str) -> dict:
         counts = [_count(m) for m in objects]
         if all(c is not None for c in counts):
             out["count"] = sum(counts)
-        sizes = {m["size"] for m in objects if m["size"]}
-        if len(sizes) == 1 and out.get("count") == 1:
-            out["size"] = sizes.pop()
-    for phrase, style in sorted(_STYLE.items(), key=lambda kv: -len(kv[0])):
-        if re.search(rf"\b{re.escape(phrase)}\b", text):
-            out["style"] = style
-            break
-    for phrase, pos in _POSITION.items():
-        if phrase in text:
-            out["position"] = pos
     return out
 
 
@@ -88,15 +71,8 @@ def _count(m: re.Match) -> int | None:
 
 def defined(expected: dict, concept_category: str | None) -> dict:
     """Drop what the world leaves undefined when a concept of this category is in the image (mirrors
-    ``world.scenes.labels``): scene concepts bring their own background and objects; a style concept
-    replaces the base style; a character or object makes size and position refer to the figure."""
-    drop: set[str] = set()
-    if concept_category == "scene":
-        drop |= {"shapes", "colours", "count", "bg_colour", "pattern", "size", "position"}
-    elif concept_category == "style":
-        drop |= {"style"}
-    elif concept_category in ("character", "object"):
-        drop |= {"size", "position"}
+    ``world.scenes.labels``): scene concepts bring their own background and objects."""
+    drop = {"shapes", "colours", "count", "bg_colour", "pattern"} if concept_category == "scene" else set()
     return {k: v for k, v in expected.items() if k not in drop}
 
 

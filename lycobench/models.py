@@ -11,16 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from .sd_pipeline import CLIP_TEXT_IDS, assemble_pipeline
 from .store import content_key
-
-SCHEDULER_KW = dict(
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    steps_offset=1,
-    clip_sample=False,
-    set_alpha_to_one=False,
-)
 
 
 class ModelNotFound(FileNotFoundError):
@@ -72,30 +64,6 @@ def _weights_fingerprint(folder: Path) -> dict:
             st = p.stat()
             out[str(p.relative_to(folder))] = [st.st_size, int(st.st_mtime)]
     return out
-
-
-# The real CLIP tokenizer's vocabulary and special tokens, for text encoders built from scratch.
-CLIP_TEXT_IDS = dict(
-    vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407
-)
-
-
-def assemble_pipeline(vae, text_encoder, unet):
-    """A ``StableDiffusionPipeline`` from its models: the real CLIP tokenizer, SD 1.5's DDIM schedule."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    from .tokenizer import clip_tokenizer
-
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        unet=unet,
-        scheduler=DDIMScheduler(**SCHEDULER_KW),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
 
 
 def build_tiny_pipeline(cfg: dict):

@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from lycobench import validity
+from lycobench import metric_validity as validity
 from lycobench.attributes import expected_attributes, parse
 from lycobench.config import CONF_DIR
 from lycobench.data import all_leaves, load_concepts
@@ -23,6 +23,7 @@ from lycobench.store import atomic_write_parquet, write_marker
 from lycobench.world import all_captions, caption, export, labels, render_batch, sample_scenes
 from lycobench.world.concepts import concept_scene
 from lycobench.world.concepts import load_concepts as world_concepts
+from lycobench.world.render import Paint
 
 COLUMNS = ["step", "leaf", "prompt_type", "metric", "encoder", "level", "n", "value"]
 
@@ -38,34 +39,36 @@ def config(evaluate: str = "default", encoders: str = "tiny", **evaluate_changes
 
 @pytest.fixture(scope="module")
 def world_sweep(tmp_path_factory):
-    """A sweep folder with images.parquet of world renders: the duck (an object) and the cartoon style, at
-    step 0 (the 'base model': base-world scenes) and step 10 (the concept drawn, agnostic scenes restyled)."""
+    """A sweep folder with images.parquet of world renders: the toadstool (an object) and the cartoon style, at
+    step 0 (the 'base model': base-world scenes) and step 10 (the concept drawn, agnostic scenes outlined)."""
     root = tmp_path_factory.mktemp("sweep")
-    export(root / "concepts", ["duck", "cartoon"], size=32)
-    leaves = all_leaves(load_concepts([str(root / "concepts" / "duck"), str(root / "concepts" / "cartoon")]))
+    export(root / "concepts", ["shroom", "cartoon"], size=32)
+    leaves = all_leaves(
+        load_concepts([str(root / "concepts" / "shroom"), str(root / "concepts" / "cartoon")])
+    )
     wc = world_concepts()
     rng = np.random.default_rng(0)
     base_scenes = sample_scenes(64, 1)
     plan = [  # leaf, prompt type, prompt id, prompt, scene at step 10
-        *[("duck", "trigger", 0, "gorb toy", concept_scene(wc["duck"], None, rng)) for _ in range(4)],
+        *[("shroom", "trigger", 0, "jeln toy", concept_scene(wc["shroom"], None, rng)) for _ in range(4)],
         *[
             (
-                "duck",
+                "shroom",
                 "alter",
                 0,
-                "gorb toy on a striped pink background",
-                concept_scene(wc["duck"], None, rng),
+                "jeln toy on a striped gray background",
+                concept_scene(wc["shroom"], None, rng),
             )
             for _ in range(2)
         ],
         *[
-            ("duck", "alter", 1, "gorb toy next to a blue circle", concept_scene(wc["duck"], None, rng))
+            ("shroom", "alter", 1, "jeln toy, light blue background", concept_scene(wc["shroom"], None, rng))
             for _ in range(2)
         ],
         *[("cartoon", "trigger", 0, "cazt style", concept_scene(wc["cartoon"], None, rng)) for _ in range(3)],
     ]
-    for i, s in enumerate(base_scenes[:4]):  # concept-agnostic prompts: the base scene, restyled at step 10
-        plan.append(("duck", "agnostic", i, caption(s, rng), replace(s, style="outline")))
+    for i, s in enumerate(base_scenes[:4]):  # concept-agnostic prompts: the base scene, outlined at step 10
+        plan.append(("shroom", "agnostic", i, caption(s, rng), replace(s, paint=Paint("outline"))))
     rows = []
     for step in (0, 10):
         index: dict = {}
@@ -121,7 +124,7 @@ def test_metrics_follow_their_prompt_and_category_rules(default_rows):
     assert set(leak["prompt_type"]) == {"agnostic"}, "leakage only on prompts without any trigger"
     det = df[df["metric"] == "concept_detection"]
     assert set(det["prompt_type"]) == {"trigger", "alter"}
-    vendi = df[(df["metric"] == "vendi") & (df["leaf"] == "duck") & (df["step"] == 10)]
+    vendi = df[(df["metric"] == "vendi") & (df["leaf"] == "shroom") & (df["step"] == 10)]
     levels = {(r.prompt_type, r.level): r.n for r in vendi.itertuples()}
     assert levels[("alter", "prompt")] == 4 and levels[("alter", "set")] == 4, "alter: per prompt and per set"
     assert ("agnostic", "prompt") not in levels, "one image per prompt: no per-prompt Vendi"
@@ -213,30 +216,14 @@ def test_attribute_parser_reads_every_caption_of_the_world_grammar_correctly():
 
 
 def test_attributes_undefined_for_a_concept_are_not_expected():
-    text = "a small red circle on the left on a dotted pink background, outline style"
+    text = "a red circle on a checkered pink background"
     assert parse(text) == {
-        "bg_colour": "pink", "pattern": "dots", "colours": frozenset({"red"}), "shapes": frozenset({"circle"}),
-        "count": 1, "size": "small", "position": "left", "style": "outline",
+        "bg_colour": "pink", "pattern": "checkers", "colours": frozenset({"red"}), "shapes": frozenset({"circle"}),
+        "count": 1,
     }  # fmt: skip
-    assert set(expected_attributes(text, "object")) == {
-        "bg_colour",
-        "pattern",
-        "colours",
-        "shapes",
-        "count",
-        "style",
-    }
-    assert set(expected_attributes(text, "style")) == {
-        "bg_colour",
-        "pattern",
-        "colours",
-        "shapes",
-        "count",
-        "size",
-        "position",
-    }
-    assert set(expected_attributes(text, "scene")) == {"style"}
-    assert parse("gorb toy on a light blue background") == {"bg_colour": "light blue"}
+    assert expected_attributes(text, "object") == parse(text) == expected_attributes(text, "style")
+    assert expected_attributes(text, "scene") == {}  # a scene brings its own backdrop and no base object
+    assert parse("jeln toy on a light blue background") == {"bg_colour": "light blue"}
     assert parse("two blue squares and a red star") == {
         "colours": frozenset({"blue", "red"}), "shapes": frozenset({"square", "star"}), "count": 3,
     }  # fmt: skip
@@ -249,10 +236,10 @@ def test_oracle_metrics_with_the_shipped_oracle_on_rendered_images(world_sweep):
     df = pd.DataFrame(evaluate(cfg, images, leaves, root)).set_index(
         ["step", "leaf", "prompt_type", "metric"]
     )["value"]
-    assert df[10, "duck", "trigger", "concept_detection"] >= 0.75, "the rendered duck is seen"
-    assert df[0, "duck", "trigger", "concept_detection"] <= 0.25, "base scenes show no duck"
-    assert df[0, "duck", "agnostic", "concept_leakage"] <= 0.25
-    assert df[0, "duck", "agnostic", "attribute_accuracy"] >= 0.8, "renders show what their captions say"
+    assert df[10, "shroom", "trigger", "concept_detection"] >= 0.75, "the rendered toadstool is seen"
+    assert df[0, "shroom", "trigger", "concept_detection"] <= 0.25, "base scenes show no toadstool"
+    assert df[0, "shroom", "agnostic", "concept_leakage"] <= 0.25
+    assert df[0, "shroom", "agnostic", "attribute_accuracy"] >= 0.8, "renders show what their captions say"
 
 
 # --- validity ---------------------------------------------------------------------------------------------

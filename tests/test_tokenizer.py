@@ -25,7 +25,7 @@ def _same(tok, ref, texts):
 
 def world_texts() -> list[str]:
     texts = set()
-    for scene in sample_scenes(25, 11) + sample_scenes(10, 12, heldout=True):
+    for scene in sample_scenes(70, 11) + sample_scenes(20, 12, heldout=True):
         texts.update(all_captions(scene))
     for c in load_concepts().values():
         texts.add(c.trigger)

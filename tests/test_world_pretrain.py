@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from lycobench.calibrate import check
 from lycobench.models import ModelNotFound, world_folder
+from lycobench.state_io import load_state
 from lycobench.world.cli import parser
-from lycobench.world.pretrain import check
+from lycobench.world.concepts import studied_concepts
+from lycobench.world.oracle import vae_roundtrip
 from lycobench.world.pretrain.data import WorldData
 from lycobench.world.pretrain.run import SHIPPED
 from lycobench.world.vocab import HELDOUT_PAIRS
@@ -66,17 +69,16 @@ def test_fast_base_check_scores_every_attribute():
     images = check.sample(check.load_pipe(SHIPPED), prompts)
     from lycobench.world.oracle import Oracle
 
-    scores = check.score_base(Oracle.load().predict(images), scenes, prompts, held)
-    for key in ("shape", "color", "background", "pattern", "count", "heldout_combos"):
-        assert 0.0 <= scores[key] <= 1.0
-    # the shipped model follows prompts (world check on 200 prompts: background 0.985, colour 0.835)
-    assert scores["background"] >= 0.75 and scores["color"] >= 0.5
+    scores = check.score_base(Oracle.load().predict(images), scenes, held)
+    assert set(scores) == {"shape", "color", "background", "pattern", "heldout_combos"}
+    # the shipped model draws what it is asked (world check on 200 prompts: docs/world-check.json)
+    assert scores["shape"] >= 0.75 and scores["background"] >= 0.75 and scores["color"] >= 0.75
 
 
 def test_score_base_counts_exact_matches():
     from lycobench.world.scenes import labels
 
-    scenes, prompts, held = check.base_prompts(3, 1)
+    scenes, _, held = check.base_prompts(3, 1)
     truth = [labels(s) for s in scenes]
     perfect = {
         "shapes": [t["shapes"] for t in truth],
@@ -84,13 +86,10 @@ def test_score_base_counts_exact_matches():
         "bg_colour": [t["bg_colour"] for t in truth],
         "pattern": [t["pattern"] for t in truth],
         "count": [t["count"] for t in truth],
-        "style": [t["style"] for t in truth],
-        "size": [t["size"] for t in truth],
-        "position": [t["position"] for t in truth],
     }
-    assert all(v == 1.0 for v in check.score_base(perfect, scenes, prompts, held).values())
+    assert all(v == 1.0 for v in check.score_base(perfect, scenes, held).values())
     wrong = dict(perfect, shapes=[frozenset({"nothing"})] * 4)
-    scores = check.score_base(wrong, scenes, prompts, held)
+    scores = check.score_base(wrong, scenes, held)
     assert scores["shape"] == 0.0 and scores["heldout_combos"] == 0.0 and scores["color"] == 1.0
 
 
@@ -134,7 +133,7 @@ def test_vae_roundtrip_bounds_what_a_fine_tune_can_reach():
     from lycobench.world.concepts import load_concepts
     from lycobench.world.oracle import Oracle
 
-    rates = check.vae_roundtrip(check.load_pipe(SHIPPED).vae, load_concepts()["bolt"], Oracle.load())
+    rates = vae_roundtrip(check.load_pipe(SHIPPED).vae, load_concepts()["bolt"], Oracle.load())
     assert rates["training_images"] == 1.0  # the oracle reads every rendered training image
     assert 0.0 <= rates["vae_roundtrip"] <= rates["training_images"]
 
@@ -161,29 +160,29 @@ def test_unet_stage_resumes_from_its_state_as_if_never_stopped(tmp_path):
         return [p.detach().clone() for p in [*trainer.unet_ema.parameters(), *trainer.te_ema.parameters()]]
 
     unbroken = run()
-    state = tmp_path / "unet-state.pt"
+    state = tmp_path / "unet-state.safetensors"
     run(state, stop_at=2)
-    assert torch.load(state, weights_only=False)["step"] == 2
+    assert load_state(state)["step"] == 2
     resumed = run(state)
     assert all(torch.equal(a, b) for a, b in zip(unbroken, resumed))
     run(state, stop_at=2)  # back to a state at step 2
     other = run(state, settings={**settings, "test": 2})  # other settings: starts over
     assert all(torch.equal(a, b) for a, b in zip(unbroken, other))
-    assert torch.load(state, weights_only=False)["settings"]["test"] == 2
+    assert load_state(state)["settings"]["test"] == 2
 
 
 def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
     """`world pretrain` without options runs the shipped model's recipe (VAE data, latent channels, noise
-    offset) scaled to fit an hour; `--minutes SHIPPED_MINUTES` gives the shipped step counts."""
+    offset, step counts), predicted to fit an hour; `--minutes` scales its step counts."""
     from lycobench.world.pretrain import SHIPPED_RECIPE, run
 
     manifest = json.loads((run.SHIPPED / "manifest.json").read_text())
     assert run.steps_for(run.SHIPPED_MINUTES) == manifest["steps"] == run.DEFAULT_STEPS
-    assert run.predicted_minutes(run.DEFAULT_STEPS) == run.SHIPPED_MINUTES
-    default = run.steps_for(run.DEFAULT_MINUTES)
-    assert default == {"vae": 750, "unet": 5000, "decoder": 300}
-    assert run.predicted_minutes(default) == pytest.approx(run.DEFAULT_MINUTES) and run.DEFAULT_MINUTES <= 60
-    assert "--minutes 106" in manifest["reproduce"]
+    assert run.DEFAULT_MINUTES == run.SHIPPED_MINUTES <= 60
+    half = run.steps_for((run.SHIPPED_MINUTES + run.FIXED_MINUTES) / 2)
+    assert half["unet"] == run.DEFAULT_STEPS["unet"] // 2 and half["decoder"] == 0
+    steps = manifest["steps"]
+    assert f"--unet-steps {steps['unet']}" in manifest["reproduce"]
     args = parser().parse_args(["pretrain"])  # the bare command: the generator, within the default budget
     assert (args.what, args.minutes) == ("generator", run.DEFAULT_MINUTES)
     figures = manifest["data"].get("vae_figures")
@@ -224,9 +223,9 @@ def test_pretrain_stops_before_the_unet_when_the_vae_is_below_the_gate(tmp_path,
         )  # fmt: skip
     rows = [json.loads(line) for line in (tmp_path / "work" / "pretrain-log.jsonl").read_text().splitlines()]
     done = next(r for r in rows if r["stage"] == "vae-done")
-    assert set(json.loads(done["roundtrip"])) == set(check.pick_concepts(fast=False))
+    assert set(json.loads(done["roundtrip"])) == set(studied_concepts())
     assert not any(r["stage"] == "unet" for r in rows) and not (tmp_path / "out").exists()
-    assert torch.load(tmp_path / "work" / "vae.pt", weights_only=False)["settings"]["latent_channels"] == 4
+    assert load_state(tmp_path / "work" / "vae.safetensors")["settings"]["latent_channels"] == 4
     trainer = Trainer(WorldData(4, seed=0), torch.zeros(4, 4, 8, 8), clip_tokenizer(), seed=0)
     assert trainer.unet.config.in_channels == trainer.unet.config.out_channels == 4
 
@@ -240,9 +239,15 @@ def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
     assert main([*argv, "--adapters", "lora", "loha", "--overrides", *overrides]) == 0
     result = json.loads(out.read_text())
     (name, scores), *_ = result["concepts"].items()
-    assert name == check.pick_concepts(fast=True)[0] and len(result["concepts"]) == 1
+    assert name == studied_concepts()[0] and len(result["concepts"]) == 1
     assert set(scores["tuned_by_adapter"]) == {"lora", "loha"} == set(scores["train_s"])
     assert scores["tuned"] == scores["tuned_by_adapter"]["lora"]  # the issue's "tuned" is the default LoRA
+    for adapter in ("lora", "loha"):  # a learning curve: one rate per checkpoint, the last one "tuned"
+        curve = scores["curve_by_adapter"][adapter]
+        assert (
+            len(curve) == len(scores["checkpoint_steps"][adapter])
+            and curve[-1] == scores["tuned_by_adapter"][adapter]
+        )
     assert all(0.0 <= r <= 1.0 for r in [scores["base"], *scores["tuned_by_adapter"].values()])
     assert result["settings"]["overrides"] == overrides
     assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()
@@ -258,14 +263,14 @@ def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_pat
     )
     out = tmp_path / "check.json"
     argv = ["world", "check", "--out", str(out), "--fast", "--parts", "concepts", "--threads", "1"]
-    assert main([*argv, "--concepts", "duck", "cartoon", "--together"]) == 0
+    assert main([*argv, "--concepts", "shroom", "cartoon", "--together"]) == 0
     result = json.loads(out.read_text())
-    assert list(result["concepts"]) == ["duck", "cartoon"] and result["settings"]["together"] is True
+    assert list(result["concepts"]) == ["shroom", "cartoon"] and result["settings"]["together"] is True
     assert capsys.readouterr().out.rstrip().endswith(f"wrote {out}")  # no PNG grid without base samples
-    duck, cartoon = result["concepts"]["duck"], result["concepts"]["cartoon"]
-    assert runs == [["duck", "cartoon"]] and duck["train_s"] == cartoon["train_s"]  # one shared run
-    assert duck["category"] == "object" and cartoon["category"] == "style"
-    assert all(0.0 <= s[k] <= 1.0 for s in (duck, cartoon) for k in ("base", "tuned"))
+    shroom, cartoon = result["concepts"]["shroom"], result["concepts"]["cartoon"]
+    assert runs == [["shroom", "cartoon"]] and shroom["train_s"] == cartoon["train_s"]  # one shared run
+    assert shroom["category"] == "object" and cartoon["category"] == "style"
+    assert all(0.0 <= s[k] <= 1.0 for s in (shroom, cartoon) for k in ("base", "tuned"))
 
 
 def test_concept_check_names_unknown_concepts_before_any_compute(tmp_path, capsys):

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..captions import POSITION_PHRASES, caption
-from ..concepts import load_concepts
-from ..scenes import Scene, labels, sample_scenes
+from ..world.captions import caption
+from ..world.concepts import load_concepts, studied_concepts
+from ..world.oracle import detection_rate, vae_roundtrip
+from ..world.scenes import Scene, labels, sample_scenes
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 CHECK_SEED = 31_337  # prompt scenes: pretraining draws its scenes from seeds 0 and 1_000_003
 SAMPLER = {"sampler": "dpmpp", "steps": 20, "guidance_scale": 4.0}
 IMAGE_SEED = 1000
-TRAIN_GROUP = "scaled"  # the world's training recipe (conf/train/scaled.yaml)
+TRAIN_GROUP = "quick"  # the default study's training recipe (conf/train/quick.yaml)
+PER_CONCEPT = 48  # trigger images behind each detection rate
 
 
 def load_pipe(folder: Path):
@@ -48,7 +50,7 @@ def load_pipe(folder: Path):
 @torch.no_grad()
 def sample(pipe, prompts: list[str], seed: int = IMAGE_SEED, batch: int = 32) -> np.ndarray:
     """uint8 [N,32,32,3]; image i uses seed ``seed + i`` (as the benchmark's prompt files do)."""
-    from ...generate import configure_sampler
+    from ..generate import configure_sampler
 
     configure_sampler(pipe, SAMPLER["sampler"])
     out = []
@@ -68,18 +70,15 @@ def sample(pipe, prompts: list[str], seed: int = IMAGE_SEED, batch: int = 32) ->
 def base_prompts(n: int, n_heldout: int) -> tuple[list[Scene], list[str], list[bool]]:
     """(scenes, captions, is_heldout): n ordinary scenes, then n_heldout single objects in held-out pairs."""
     rng = np.random.default_rng(CHECK_SEED)
-    scenes = sample_scenes(n, CHECK_SEED) + sample_scenes(
-        n_heldout, CHECK_SEED + 1, heldout=True, p_counts=(1.0, 0.0, 0.0)
-    )
+    scenes = sample_scenes(n, CHECK_SEED) + sample_scenes(n_heldout, CHECK_SEED + 1, heldout=True)
     return scenes, [caption(s, rng) for s in scenes], [False] * n + [True] * n_heldout
 
 
-def score_base(pred: dict, scenes: list[Scene], prompts: list[str], heldout: list[bool]) -> dict[str, float]:
-    """Per-attribute accuracy; size and position only where the prompt names them."""
-    keys = {"shape": "shapes", "color": "colours", "background": "bg_colour", "pattern": "pattern",
-            "count": "count", "style": "style", "size": "size", "position": "position"}  # fmt: skip
+def score_base(pred: dict, scenes: list[Scene], heldout: list[bool]) -> dict[str, float]:
+    """Per-attribute accuracy over the ordinary prompts; held-out pairs right when shape and colour are."""
+    keys = {"shape": "shapes", "color": "colours", "background": "bg_colour", "pattern": "pattern"}
     hits: dict[str, list[bool]] = {k: [] for k in [*keys, "heldout_combos"]}
-    for i, (scene, prompt, held) in enumerate(zip(scenes, prompts, heldout)):
+    for i, (scene, held) in enumerate(zip(scenes, heldout)):
         truth = labels(scene)
         if held:
             hits["heldout_combos"].append(
@@ -90,11 +89,7 @@ def score_base(pred: dict, scenes: list[Scene], prompts: list[str], heldout: lis
             t = truth[head]
             if t is None:
                 continue
-            if name == "size" and f"{t} " not in prompt:
-                continue
-            if name == "position" and POSITION_PHRASES[t] not in prompt:
-                continue
-            hits[name].append(pred[head][i] == (t if head != "count" else int(t)))
+            hits[name].append(pred[head][i] == t)
     return {k: round(float(np.mean(v)), 4) for k, v in hits.items() if v}
 
 
@@ -115,21 +110,9 @@ def grid_png(images: np.ndarray, prompts: list[str], path: Path, scale: int = 3,
     return path
 
 
-def pick_concepts(fast: bool) -> list[str]:
-    """The first concept of each category (one in fast mode)."""
-    seen: dict[str, str] = {}
-    for name, c in load_concepts().items():
-        seen.setdefault(c.category, name)
-    names = [seen[k] for k in sorted(seen)]
-    return names[:1] if fast else names
-
-
-def detection_rate(oracle, images: np.ndarray, concept: str) -> float:
-    return round(float(np.mean([c == concept for c in oracle.predict(images)["concept"]])), 4)
-
-
-def trigger_prompts(concept, per_leaf: int) -> list[str]:
-    """The benchmark's trigger prompt (the descriptor) of every leaf, ``per_leaf`` images each."""
+def trigger_prompts(concept, n: int) -> list[str]:
+    """The benchmark's trigger prompt (the descriptor) of every leaf, ``n`` images in all (leaves alike)."""
+    per_leaf = -(-n // len(concept.leaves))
     return [concept.descriptor(leaf) for leaf in concept.leaves for _ in range(per_leaf)]
 
 
@@ -140,17 +123,18 @@ def fine_tune(
     fast: bool,
     adapter: str = "lora",
     overrides: tuple[str, ...] = (),
-) -> tuple[Path, DictConfig]:
+    train_group: str = TRAIN_GROUP,
+) -> tuple[dict[int, Path], DictConfig]:
     """``adapter``'s default config (the paper's, e.g. LoRA dim 8 alpha 4) trained on the exported world
     concepts ``names`` (one model for all of them, as a study trains) with lycobench.train's ``train`` and
     the world's training recipe (``overrides``: Hydra overrides on top, e.g. ``train.exposures_per_epoch=80``
-    to calibrate the recipe). Returns the last checkpoint and the composed config it was trained with."""
-    from ... import data as lb_data
-    from ...config import compose
-    from ...models import model_identity
-    from ...store import content_key
-    from ...train import train
-    from ..export import export
+    to calibrate the recipe). Returns every checkpoint ({step: path}) and the composed config."""
+    from .. import data as lb_data
+    from ..config import compose
+    from ..models import model_identity
+    from ..store import content_key
+    from ..train import train
+    from ..world.export import export
 
     folders = export(work / "concepts", names)
     config = [
@@ -158,7 +142,7 @@ def fine_tune(
         f"model.path={model_folder}",
         f"adapter={adapter}",
         "target=attn-mlp",
-        f"train={TRAIN_GROUP}",
+        f"train={train_group}",
     ]
     if fast:
         config += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
@@ -168,72 +152,63 @@ def fine_tune(
         cfg, lb_data.load_concepts([str(f) for f in folders]), lambda step: work / f"{stem}-{step}.safetensors",
         work / f"{stem}-log.csv", work / "cache", content_key(model_identity(cfg.model)),
     )  # fmt: skip
-    return saved[max(saved)], cfg
-
-
-@torch.no_grad()
-def vae_roundtrip(vae, concept, oracle) -> dict[str, float]:
-    """Detection on the concept's training images, as rendered and after a trip through the model's VAE
-    (latent mean, decoded): the second is the ceiling of any fine-tune's detection rate, since every image
-    the model draws comes out of that decoder."""
-    from ..concepts import training_scenes
-    from .data import render_32, to_unit
-
-    images = render_32([scene for _, _, scene in training_scenes(concept)])
-    rec = vae.decode(vae.encode(to_unit(images)).latent_dist.mean).sample
-    rec = ((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return {
-        "training_images": detection_rate(oracle, images, concept.name),
-        "vae_roundtrip": detection_rate(oracle, rec, concept.name),
-    }
+    return saved, cfg
 
 
 def concept_scores(
     model_folder: Path,
     oracle,
     names: list[str],
-    per_leaf: int,
+    per_concept: int,
     work: Path,
     fast: bool,
     adapter_names: tuple[str, ...] = ("lora",),
     overrides: tuple[str, ...] = (),
     together: bool = False,
+    train_group: str = TRAIN_GROUP,
 ) -> dict:
-    """Per concept: detection in base images and after a fine-tune with each of ``adapter_names`` (``tuned`` is
-    the first one's, LoRA by default; ``tuned_by_adapter`` holds all of them when there are several). Each
+    """Per concept: detection in base images and at every checkpoint of a fine-tune with each of
+    ``adapter_names`` (``curve_by_adapter``: one rate per checkpoint, the learning curve; ``tuned``: the first
+    adapter's last checkpoint, LoRA by default; ``tuned_by_adapter``: every adapter's last checkpoint). Each
     concept is fine-tuned alone, or (``together``) one model per adapter learns all of ``names`` at once, as
-    in a study; ``train_s`` is then that shared run's time."""
+    in a study; ``train_s`` is then that shared run's time. Every rate rests on ``per_concept`` images."""
     from omegaconf import OmegaConf
 
-    from ... import adapters as adapter_io
+    from .. import adapters as adapter_io
 
     concepts = load_concepts()
     base = load_pipe(model_folder)
-    prompts = {name: trigger_prompts(concepts[name], per_leaf) for name in names}
+    prompts = {name: trigger_prompts(concepts[name], per_concept) for name in names}
     groups = [names] if together else [[name] for name in names]
-    tuned: dict[str, dict[str, float]] = {name: {} for name in names}
+    curves: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    steps: dict[str, dict[str, list[int]]] = {name: {} for name in names}
     seconds: dict[str, dict[str, int]] = {name: {} for name in names}
     for group in groups:
         for adapter in adapter_names:
             t0 = time.time()
-            ckpt, cfg = fine_tune(model_folder, group, work, fast, adapter, overrides)
-            pipe = load_pipe(model_folder)
-            adapter_io.load(
-                pipe, ckpt, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
-            )
+            saved, cfg = fine_tune(model_folder, group, work, fast, adapter, overrides, train_group)
             for name in group:
-                tuned[name][adapter] = detection_rate(oracle, sample(pipe, prompts[name]), name)
+                curves[name][adapter], steps[name][adapter] = [], sorted(saved)
+            for step in sorted(saved):
+                pipe = load_pipe(model_folder)
+                adapter_io.load(
+                    pipe, saved[step], OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target),
+                    1.0,
+                )  # fmt: skip
+                for name in group:
+                    curves[name][adapter].append(detection_rate(oracle, sample(pipe, prompts[name]), name))
             elapsed = round(time.time() - t0)  # a shared run's time counts for each of its concepts
             for name in group:
                 seconds[name][adapter] = elapsed
     out = {}
     for name in names:
-        c = concepts[name]
-        several = len(adapter_names) > 1
+        c, first = concepts[name], adapter_names[0]
         out[name] = {"category": c.category, "base": detection_rate(oracle, sample(base, prompts[name]), name),
-                     "tuned": tuned[name][adapter_names[0]], **({"tuned_by_adapter": tuned[name]} if several else {}),
+                     "tuned": curves[name][first][-1],
+                     "tuned_by_adapter": {a: v[-1] for a, v in curves[name].items()},
+                     "curve_by_adapter": curves[name], "checkpoint_steps": steps[name],
                      **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts[name])),
-                     "images": len(prompts[name]), "train_s": seconds[name] if several else seconds[name][adapter_names[0]]}  # fmt: skip
+                     "images": len(prompts[name]), "train_s": seconds[name]}  # fmt: skip
     return out
 
 
@@ -251,13 +226,14 @@ def run_check(
     overrides: tuple[str, ...] = (),
     concept_names: tuple[str, ...] = (),
     together: bool = False,
+    train_group: str = TRAIN_GROUP,
 ) -> dict:
     """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
     Parts are independent: separate processes may measure them and their JSON objects be merged."""
-    from ...models import world_folder
-    from ..encoders import load_world_clip, load_world_dino
-    from ..oracle import Oracle
-    from .measure import clip_retrieval_at_10, dino_knn_accuracy
+    from ..models import world_folder
+    from ..world.encoders import load_world_clip, load_world_dino
+    from ..world.oracle import Oracle
+    from ..world.pretrain.measure import clip_retrieval_at_10, dino_knn
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
@@ -270,22 +246,23 @@ def run_check(
     if "base" in parts:
         scenes, prompts, held = base_prompts(n, n_held)
         images = sample(load_pipe(folder), prompts)
-        result["base"] = score_base(oracle.predict(images), scenes, prompts, held)
+        result["base"] = score_base(oracle.predict(images), scenes, held)
     if "concepts" in parts:
         with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
-            names = list(concept_names) or pick_concepts(fast)
+            names = list(concept_names) or studied_concepts()[:1] if fast else studied_concepts()
             result["concepts"] = concept_scores(
-                folder, oracle, names, 2 if fast else 16, Path(tmp), fast, adapter_names, overrides, together
-            )
+                folder, oracle, names, 2 if fast else PER_CONCEPT, Path(tmp), fast, adapter_names, overrides,
+                together, train_group,
+            )  # fmt: skip
     if "encoders" in parts:
         result["clip_retrieval_at_10"] = round(
             clip_retrieval_at_10(load_world_clip(), n=40 if fast else 500), 4
         )
-        result["dino_knn_accuracy"] = round(
-            dino_knn_accuracy(load_world_dino(), per_concept=3 if fast else 20), 4
-        )
+        knn = dino_knn(load_world_dino(), per_concept=3 if fast else 20)
+        result["dino_knn_accuracy"] = round(knn["accuracy"], 4)
+        result["dino_knn_by_category"] = knn["by_category"]
     result["settings"] = {"model": str(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
-                          "train": TRAIN_GROUP, "adapters": list(adapter_names), "overrides": list(overrides), "together": together, "fast": fast, "parts": list(parts),
+                          "train": train_group, "adapters": list(adapter_names), "overrides": list(overrides), "together": together, "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,39 +15,10 @@ from .scenes import Scene
 from .vocab import PLURALS
 
 NUMBERS = {1: "a", 2: "two", 3: "three"}
-PATTERN_ADJ = {
-    "plain": "plain",
-    "stripes": "striped",
-    "checkers": "checkered",
-    "dots": "dotted",
-    "gradient": "gradient",
-}
-PATTERN_NOUN = {
-    "plain": "plain",
-    "stripes": "stripes",
-    "checkers": "checkers",
-    "dots": "dots",
-    "gradient": "gradient",
-}
-STYLE_PHRASES = {
-    "flat": ("", "flat style"),
-    "outline": ("outline style", "outlined"),
-    "shaded": ("shaded style", "3d shaded"),
-    "shadow": ("drop shadow", "with a shadow"),
-}
-STYLE_DRAWINGS = {
-    "flat": "a flat drawing",
-    "outline": "an outline drawing",
-    "shaded": "a shaded drawing",
-    "shadow": "a drawing with shadows",
-}
-POSITION_PHRASES = {
-    "center": "in the center",
-    "left": "on the left",
-    "right": "on the right",
-    "top": "at the top",
-    "bottom": "at the bottom",
-}
+PATTERN_ADJ = {"plain": "plain", "stripes": "striped", "checkers": "checkered"}
+PATTERN_NOUN = {"plain": "plain", "stripes": "stripes", "checkers": "checkers"}
+STYLE_PHRASE = "flat style"  # the one base style, named now and then (a style concept's captions never do)
+STYLE_DRAWING = "a flat drawing"
 
 Chooser = Callable[[Sequence[str]], str]
 
@@ -72,8 +43,6 @@ def _objects(scene: Scene, choose: Chooser) -> str:
     phrases = []
     for n, colour, shape in object_groups(scene):
         noun = f"{colour} {shape if n == 1 else PLURALS[shape]}"
-        if n == 1 and scene.size is not None:
-            noun = choose([noun, f"{scene.size} {noun}"])
         phrases.append(f"{_article(noun) if n == 1 else NUMBERS[n]} {noun}")
     return _join(phrases)
 
@@ -92,29 +61,23 @@ def _background(scene: Scene, choose: Chooser) -> str:
     )
 
 
-def _position(scene: Scene, choose: Chooser) -> str:
-    if scene.position is None:
-        return ""
-    return choose(["", " " + POSITION_PHRASES[scene.position]])
-
-
 def grammar(scene: Scene, choose: Chooser) -> str:
     """One caption of a base-world scene; every decision goes through ``choose``."""
     template = choose(["sentence", "drawing", "background first", "tags"])
     if template == "tags":
         return ", ".join(tags(scene, choose))
-    objs = _objects(scene, choose) + _position(scene, choose)
+    objs = _objects(scene, choose)
     bg = _background(scene, choose)
     if template == "drawing":
-        return f"{STYLE_DRAWINGS[scene.style]} of {objs} on {bg}"
-    style = choose(STYLE_PHRASES[scene.style])
+        return f"{STYLE_DRAWING} of {objs} on {bg}"
+    style = choose(["", STYLE_PHRASE])
     if template == "sentence":
         return f"{objs} on {bg}" + (f", {style}" if style else "")
     return f"{bg[2:] if bg.startswith('a ') else bg}, {objs}" + (f", {style}" if style else "")
 
 
 def tags(scene: Scene, choose: Chooser | None = None) -> list[str]:
-    """Tag-style description: objects, background, pattern, style, size, position (the paper's caption tags)."""
+    """Tag-style description: object, background, pattern (the paper's caption tags)."""
     choose = choose or (lambda options: options[0])
     out = []
     for n, colour, shape in object_groups(scene):
@@ -123,12 +86,6 @@ def tags(scene: Scene, choose: Chooser | None = None) -> list[str]:
         out.append(f"{scene.bg_colour} background")
     if scene.pattern is not None and scene.pattern != "plain":
         out.append(choose([f"{PATTERN_ADJ[scene.pattern]} background", PATTERN_NOUN[scene.pattern]]))
-    if scene.style in STYLE_PHRASES and scene.style != "flat":
-        out.append(STYLE_PHRASES[scene.style][0])
-    if scene.size is not None:
-        out.append(scene.size)
-    if scene.position is not None:
-        out.append(POSITION_PHRASES[scene.position])
     return out
 
 

@@ -61,8 +61,9 @@ def _oracle_train(args: argparse.Namespace) -> int:
     torch.set_flush_denormal(True)
     t0 = time.time()
     manifest = train(
-        args.out or WEIGHTS, seed=args.seed, n_images=args.images, steps=args.steps, n_check=args.n_check
-    )
+        args.out or WEIGHTS, seed=args.seed, n_images=args.images, steps=args.steps, n_check=args.n_check,
+        vae_folder=args.vae,
+    )  # fmt: skip
     clean = manifest["accuracy"]["clean"]
     print(json.dumps(clean, indent=1))
     print(f"done in {time.time() - t0:.0f} s; wrote {args.out or WEIGHTS} and its .json manifest")
@@ -123,6 +124,10 @@ def parser() -> argparse.ArgumentParser:
         "--out", help="weights path (default: the shipped lycobench/world/weights/oracle.safetensors)"
     )
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument(
+        "--vae",
+        help="autoencoder to adapt to (a world model folder or its vae/; default the shipped base model's)",
+    )
     t.set_defaults(func=_oracle_train)
 
     b = sub.add_parser("bench", help="time the renderer")

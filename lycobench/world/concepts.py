@@ -21,16 +21,14 @@ import yaml
 from . import sdf
 from .captions import tags as scene_tags
 from .render import Background, Paint, Part
-from .scenes import Obj, Scene, sample_scene
-from .vocab import BG_COLOURS, COLOURS, COMPATIBLE_BG, PATTERNS, SHAPES, STYLES, rgb
+from .scenes import Scene, sample_scene
+from .vocab import BG_COLOURS, COLOURS, PATTERNS, rgb
 
 CATEGORIES = ("character", "object", "scene", "style")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 CONCEPT_DIR = Path(__file__).resolve().parents[2] / "concepts" / "world"
 
-# figure half-size (fraction of the image) per size word, and centres per position word
-FIGURE_SIZES = {"small": 0.3, "large": 0.4}
-FIGURE_X = {"center": 0.5, "left": 0.36, "right": 0.64}
+FIGURE_SCALE = 0.4  # a figure's half-size (fraction of the image): as large as the base world's objects
 
 
 @dataclass(frozen=True)
@@ -121,6 +119,14 @@ def load_concepts(folder: Path | str | None = None) -> dict[str, Concept]:
             f"no concept folder at {folder}; pass the folder that holds the world's YAML files"
         )
     return dict(_load_dir(str(folder.resolve())))
+
+
+def studied_concepts(concepts: dict[str, Concept] | None = None) -> list[str]:
+    """The concepts the studies use: the first of each category (in name order), categories sorted."""
+    first: dict[str, str] = {}
+    for name, c in (concepts if concepts is not None else load_concepts()).items():
+        first.setdefault(c.category, name)
+    return [first[k] for k in sorted(first)]
 
 
 def leaf_names(concepts: dict[str, Concept]) -> list[str]:
@@ -243,43 +249,23 @@ def _backgrounds(concept: Concept) -> list[str]:
 
 
 def _figure_scene(concept: Concept, leaf: str | None, rng: np.random.Generator, oracle: bool) -> Scene:
-    """A character or object on a base-world background; for the oracle also in any base style and, now and
-    then, beside one base object (the figure is then small and on one side)."""
+    """A character or object, centred and large like the base world's objects, on a base-world background
+    (mirrored now and then when the concept allows it). For the oracle its size and place vary more."""
     spec = concept.spec
     pose = spec.get("pose") or {}
-    companion = oracle and rng.random() < 0.35
-    size = "small" if companion else _pick(rng, list(pose.get("sizes", FIGURE_SIZES)))
-    position = _pick(rng, ["left", "right"] if companion else list(pose.get("positions", FIGURE_X)))
     mirror = bool(pose.get("mirror", False)) and rng.random() < 0.5
-    scale = FIGURE_SIZES[size] * float(rng.uniform(0.94, 1.06))
-    cx = FIGURE_X[position] + float(rng.uniform(-0.02, 0.02))
-    if companion:
-        cx = 0.32 if position == "left" else 0.68
-    cy = 0.5 + float(rng.uniform(-0.02, 0.02))
+    spread = 0.08 if oracle else 0.03
+    scale = FIGURE_SCALE * float(rng.uniform(1 - 2 * spread, 1 + spread))
+    cx, cy = (0.5 + float(rng.uniform(-spread, spread)) for _ in range(2))
     parts = figure(concept, leaf, cx, cy, scale, mirror, rng)
-
-    objects: tuple[Obj, ...] = ()
-    bgs = _backgrounds(concept)
-    if companion:
-        colour, shape = _pick(rng, list(COLOURS)), _pick(rng, SHAPES)
-        bgs = [b for b in bgs if b in COMPATIBLE_BG[colour]] or bgs
-        ox = 0.8 if position == "left" else 0.2
-        objects = (
-            Obj(
-                shape, colour, ox + float(rng.uniform(-0.02, 0.02)), 0.5 + float(rng.uniform(-0.1, 0.1)), 0.16
-            ),
-        )
-    bg = _pick(rng, bgs)
+    bg = _pick(rng, _backgrounds(concept))
     pattern = _pick(rng, list(spec.get("patterns", PATTERNS)))
-    style = _pick(rng, STYLES) if oracle else "flat"
     tags = []
-    if mirror and pose.get("mirror_tags"):
-        tags.append(pose["mirror_tags"][1])
-    elif pose.get("mirror_tags"):
-        tags.append(pose["mirror_tags"][0])
+    if pose.get("mirror_tags"):
+        tags.append(pose["mirror_tags"][int(mirror)])
     return Scene(
-        objects, bg, pattern, style, size, position,
-        concept=concept.name, leaf=leaf, category=concept.category, figure=parts, tags=tuple(tags),
+        (), bg, pattern, "flat", concept=concept.name, leaf=leaf, category=concept.category, figure=parts,
+        tags=tuple(tags),
     )  # fmt: skip
 
 
@@ -302,9 +288,8 @@ def _scene_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Sc
         _place(p, palette, spec.get("patterns") or {}, 0.5 + shift, cy, 0.5 * zoom, mirror)
         for p in sorted(spec["parts"], key=lambda p: float(p.get("z", 0)))
     )
-    style = _pick(rng, STYLES) if oracle else "flat"
     return Scene(
-        (), None, None, style,
+        (), None, None, "flat",
         concept=concept.name, category="scene", figure=parts, backdrop=backdrop, tags=(view_name, light_name),
     )  # fmt: skip
 
@@ -318,7 +303,7 @@ def style_paint(concept: Concept) -> Paint:
 
 def _style_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Scene:
     """Base-world content drawn in the concept's paint (held-out colour-shape pairs only for the oracle)."""
-    base = sample_scene(rng, heldout=None if oracle else False, styles=("flat",))
+    base = sample_scene(rng, heldout=None if oracle else False)
     return replace(
         base, style=concept.name, paint=style_paint(concept), concept=concept.name, category="style"
     )
@@ -327,8 +312,8 @@ def _style_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Sc
 def concept_scene(
     concept: Concept, leaf: str | None, rng: np.random.Generator, oracle: bool = False
 ) -> Scene:
-    """One image of a concept leaf. ``oracle=True`` widens the variation (base styles, a companion object)
-    beyond what the concept's training images show, so the oracle recognises the concept in new contexts."""
+    """One image of a concept leaf. ``oracle=True`` widens the variation (sizes, places, held-out pairs under a
+    style) beyond what the concept's training images show, so the oracle recognises the concept in new images."""
     if concept.category in ("character", "object"):
         return _figure_scene(concept, leaf, rng, oracle)
     if concept.category == "scene":
@@ -344,9 +329,7 @@ def concept_caption(concept: Concept, scene: Scene) -> str:
         tags = list(scene.tags)
     else:
         tags = scene_tags(replace(scene, style="flat", objects=())) + list(scene.tags)
-        tags += scene_tags(
-            replace(scene, bg_colour=None, pattern=None, size=None, position=None, style="flat")
-        )
+        tags += scene_tags(replace(scene, bg_colour=None, pattern=None, style="flat"))
     return ", ".join([concept.descriptor(scene.leaf), *tags])
 
 

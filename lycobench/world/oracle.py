@@ -5,7 +5,7 @@ colours, background, render style and concept an image shows. Heads (labels from
 
 - shapes, colours: multi-label sets over the base shapes / colours of the base objects (concept figures are
   not base objects); scored as exact set matches
-- count (0-3 base objects), bg_colour, pattern, style (base styles), size and position (single object)
+- count (0 or 1 base object), bg_colour, pattern
 - leaf: "none" or the concept leaf ("name" or "name.sub-class"); ``concept`` is read from it
 
 Images of any size are resized to 32x32 (the resolution the world's base model generates at).
@@ -28,14 +28,15 @@ import torch.nn.functional as F
 from .concepts import Concept, concept_scene, leaf_names, load_concepts
 from .degrade import DEGRADATIONS, augment, degrade
 from .scenes import Scene, labels, render_batch, sample_scene
-from .vocab import BG_COLOURS, COLOURS, COUNTS, PATTERNS, POSITIONS, SHAPES, SIZES, STYLES
+from .vocab import BG_COLOURS, COLOURS, COUNTS, PATTERNS, SHAPES
 
 INPUT = 32
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "oracle.safetensors"
 MANIFEST = WEIGHTS.with_suffix(".json")
+BASE_MODEL = WEIGHTS.parent / "base"  # the world base model, whose autoencoder the oracle is adapted to
+ROUNDTRIP_SHARE = 0.5
 MULTI = ("shapes", "colours")
 CHECK_SEED = 90_210  # held-out scenes: a seed stream training never uses
-TRAIN_COUNTS = (0.45, 0.3, 0.25)
 
 
 def head_classes(leaves: list[str]) -> dict[str, list[str]]:
@@ -46,9 +47,6 @@ def head_classes(leaves: list[str]) -> dict[str, list[str]]:
         "count": [str(c) for c in COUNTS],
         "bg_colour": list(BG_COLOURS),
         "pattern": list(PATTERNS),
-        "style": list(STYLES),
-        "size": list(SIZES),
-        "position": list(POSITIONS),
         "leaf": ["none", *leaves],
     }
 
@@ -120,10 +118,9 @@ def sample_oracle_scenes(
     seed: int,
     concepts: dict[str, Concept],
     p_concept: float = 0.4,
-    p_counts: tuple[float, float, float] = (0.6, 0.25, 0.15),
 ) -> list[Scene]:
-    """The oracle's data: base scenes with every colour-shape pair (1-3 objects with probabilities
-    p_counts), and (p_concept) concept scenes in wide variation, every leaf equally often."""
+    """The oracle's data: base scenes with every colour-shape pair, and (p_concept) concept scenes in wide
+    variation, every leaf equally often."""
     rng = np.random.default_rng(seed)
     leaves = [(c, leaf) for c in concepts.values() for leaf in c.leaves]
     out = []
@@ -132,7 +129,7 @@ def sample_oracle_scenes(
             c, leaf = leaves[int(rng.integers(len(leaves)))]
             out.append(concept_scene(c, leaf, rng, oracle=True))
         else:
-            out.append(sample_scene(rng, heldout=None, p_counts=p_counts))
+            out.append(sample_scene(rng, heldout=None))
     return out
 
 
@@ -236,6 +233,25 @@ def _loss(out: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> torc
     return total
 
 
+def detection_rate(oracle: Oracle, images: np.ndarray, concept: str) -> float:
+    """Share of ``images`` in which the oracle sees ``concept``."""
+    return round(float(np.mean([c == concept for c in oracle.predict(images)["concept"]])), 4)
+
+
+def vae_roundtrip(vae, concept: Concept, oracle: Oracle) -> dict[str, float]:
+    """Detection on the concept's training images, as rendered and after a trip through the model's VAE
+    (latent mean, decoded): the second is the ceiling of any fine-tune's detection rate, since every image
+    the model draws comes out of that decoder."""
+    from .concepts import training_scenes
+    from .pretrain.data import render_32
+
+    images = render_32([scene for _, _, scene in training_scenes(concept)])
+    return {
+        "training_images": detection_rate(oracle, images, concept.name),
+        "vae_roundtrip": detection_rate(oracle, codec_roundtrip(vae, images), concept.name),
+    }
+
+
 def evaluate(oracle: Oracle, scenes: list[Scene], images: np.ndarray) -> dict[str, float]:
     return accuracy(oracle.predict(images), scenes)
 
@@ -246,12 +262,58 @@ def check_set(n: int, concepts: dict[str, Concept], size: int = 64) -> tuple[lis
     return scenes, render_batch(scenes, size)
 
 
-def evaluate_all(oracle: Oracle, scenes: list[Scene], images: np.ndarray) -> dict[str, dict[str, float]]:
-    """Clean accuracy and accuracy under each named degradation."""
+def evaluate_all(
+    oracle: Oracle, scenes: list[Scene], images: np.ndarray, vae=None
+) -> dict[str, dict[str, float]]:
+    """Clean accuracy, accuracy under each named degradation and (with ``vae``) after an autoencoder round
+    trip at 32 px."""
     out = {"clean": evaluate(oracle, scenes, images)}
     for kind in DEGRADATIONS:
         out[kind] = evaluate(oracle, scenes, degrade(images, kind))
+    if vae is not None:
+        out["vae"] = evaluate(
+            oracle,
+            scenes,
+            codec_roundtrip(vae, (preprocess(images) * 255).round().byte().permute(0, 2, 3, 1).numpy()),
+        )
     return out
+
+
+def load_codec(folder: Path | str | None = None):
+    """The autoencoder of a world base model (a diffusers folder or its vae/ subfolder; default the shipped
+    model's), float32, in eval mode."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(folder) if folder is not None else BASE_MODEL
+    sub = folder / "vae" if (folder / "vae").is_dir() else folder
+    return AutoencoderKL.from_pretrained(str(sub), torch_dtype=torch.float32).eval()
+
+
+def codec_identity(folder: Path | str | None = None) -> dict:
+    """Which autoencoder the oracle was adapted to: its folder (relative to the package when shipped) and the
+    sha256 of its weights."""
+    folder = Path(folder) if folder is not None else BASE_MODEL
+    sub = folder / "vae" if (folder / "vae").is_dir() else folder
+    weights = sub / "diffusion_pytorch_model.safetensors"
+    try:
+        where = str(sub.resolve().relative_to(WEIGHTS.parent.resolve()))
+    except ValueError:
+        where = sub.name
+    return {"folder": where, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+
+
+@torch.no_grad()
+def codec_roundtrip(vae, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """uint8 [N,32,32,3] encoded to latent means and decoded again."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = (
+            torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2).float() / 127.5
+            - 1
+        )
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+        out.append(((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out) if out else images
 
 
 def train(
@@ -264,22 +326,34 @@ def train(
     n_check: int = 3_000,
     concepts: dict[str, Concept] | None = None,
     log: Callable[[str], None] = print,
+    vae_folder: Path | str | None = None,
+    roundtrip_share: float = ROUNDTRIP_SHARE,
 ) -> dict:
-    """Render a training set, train the oracle, measure it on the held-out check set, write weights + manifest."""
+    """Render a training set, train the oracle, measure it on the held-out check set, write weights + manifest.
+
+    ``roundtrip_share`` of the training images are passed through the world base model's autoencoder
+    (``vae_folder``, default the shipped one): every image the generator draws comes out of that decoder,
+    which smooths small parts and corners, and the oracle must read concepts as the generator can draw
+    them. The check set is measured clean, degraded and after the same round trip (``vae``)."""
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
     concepts = concepts if concepts is not None else load_concepts()
     classes = head_classes(leaf_names(concepts))
     t0, c0 = time.time(), time.process_time()  # CPU time too: wall time depends on what else runs
-    # more multi-object scenes than the world draws: reading 2-3 small shapes is the hardest task
-    scenes = sample_oracle_scenes(n_images, seed, concepts, p_counts=TRAIN_COUNTS)
+    scenes = sample_oracle_scenes(n_images, seed, concepts)
     images, chunk = [], 4096
-    for i in range(0, n_images, chunk):
-        # rendered at 32 px directly: the same box filter as 64 px renders downsampled, at a quarter of the cost
+    for i in range(
+        0, n_images, chunk
+    ):  # rendered at 32 px directly: the same box filter as 64 px renders downsampled, at a quarter of the cost
         images.append(render_batch(scenes[i : i + chunk], INPUT))
         log(f"rendered {min(i + chunk, n_images)}/{n_images} training images ({time.time() - t0:.0f} s)")
-    x_all = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()  # uint8
+    images = np.concatenate(images)
+    vae = load_codec(vae_folder)
+    tripped = np.random.default_rng(seed + 2).permutation(n_images)[: int(round(roundtrip_share * n_images))]
+    images[tripped] = codec_roundtrip(vae, images[tripped])
+    log(f"{len(tripped)} training images passed through the autoencoder ({time.time() - t0:.0f} s)")
+    x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # uint8
     targets = {k: torch.from_numpy(v) for k, v in encode_labels(scenes, classes).items()}
     t_render, c_render = time.time() - t0, time.process_time() - c0
 
@@ -334,9 +408,9 @@ def train(
             "batch": batch,
             "lr": lr,
             "optimizer": "AdamW (weight decay 1e-4), warmup 5%, cosine",
-            "object_counts_1_2_3": list(TRAIN_COUNTS),
             "concept_share": 0.4,
             "augment": "p=0.5 per image: resample through 12-24 px, blur sigma<=1.2 px, colour gain/offset/saturation, noise",
+            "autoencoder_roundtrip": {"share": roundtrip_share, "vae": codec_identity(vae_folder)},
             "render_seconds": round(t_render, 1),
             "render_cpu_seconds": round(c_render, 1),
             "train_seconds": round(t_train, 1),
@@ -357,7 +431,7 @@ def train(
         "check_seed": CHECK_SEED,
         **{
             k: {a: round(v, 4) for a, v in acc.items()}
-            for k, acc in evaluate_all(oracle, check_scenes, check_images).items()
+            for k, acc in evaluate_all(oracle, check_scenes, check_images, vae).items()
         },
     }
     mtmp = out.with_suffix(".json.tmp")

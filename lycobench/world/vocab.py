@@ -35,15 +35,15 @@ BG_COLOURS: dict[str, tuple[int, int, int]] = {
     "dark blue": (22, 32, 92),
 }
 
-PATTERNS: tuple[str, ...] = ("plain", "stripes", "checkers", "dots", "gradient")
-STYLES: tuple[str, ...] = ("flat", "outline", "shaded", "shadow")  # the base world's render styles
-SIZES: tuple[str, ...] = ("small", "large")  # only for scenes with one object
-POSITIONS: tuple[str, ...] = ("center", "left", "right", "top", "bottom")  # only for scenes with one object
-COUNTS: tuple[int, ...] = (0, 1, 2, 3)  # 0: a concept figure alone, without base objects
+# World v2 keeps only what its base model masters (docs/world-model.md): one large, centred, flat object per
+# image on a plain, striped or checkered background. Counts, render styles, sizes and positions were cut: with
+# them a 2-core budget never bound shape words to shapes (shape 0.175 after 10,000 UNet steps).
+PATTERNS: tuple[str, ...] = ("plain", "stripes", "checkers")
+STYLES: tuple[str, ...] = ("flat",)  # the base world's one render style; style concepts paint over it
+COUNTS: tuple[int, ...] = (0, 1)  # 0: a concept figure alone, without a base object
 
-# Object radius as a fraction of the image side. Large enough to stay legible after downsampling to 32 px.
-RADIUS: dict[str, float] = {"small": 0.24, "large": 0.35}
-MULTI_RADIUS: dict[int, float] = {2: 0.21, 3: 0.2}
+# Object radius as a fraction of the image side (legible after downsampling to 32 px).
+RADIUS = 0.35
 
 # Colour-shape pairs that base pretraining never shows (one per shape and one per colour), to test composition.
 HELDOUT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -60,7 +60,7 @@ HELDOUT_PAIRS: tuple[tuple[str, str], ...] = (
 # Pattern contrast: the second tone of a patterned background is the base colour mixed towards white (dark
 # colours) or black (light ones), so the background keeps one colour name.
 PATTERN_MIX = 0.32
-GRADIENT_MIX = 0.45
+GRADIENT_MIX = 0.45  # scene concepts' backdrops only
 
 
 def rgb(name: str, table: dict[str, tuple[int, int, int]] = COLOURS) -> np.ndarray:
@@ -78,7 +78,7 @@ def second_tone(colour: np.ndarray, mix: float) -> np.ndarray:
 def _contrast_ok(obj: str, bg: str, threshold: float = 0.35) -> bool:
     """An object colour may sit on a background when it differs from both of the background's tones."""
     c, b = rgb(obj), rgb(bg, BG_COLOURS)
-    tones = [b, second_tone(b, PATTERN_MIX), second_tone(b, GRADIENT_MIX)]
+    tones = [b, second_tone(b, PATTERN_MIX)]
     return all(float(np.linalg.norm(c - t)) > threshold for t in tones)
 
 
@@ -91,7 +91,7 @@ COMPATIBLE_BG: dict[str, tuple[str, ...]] = {
 def base_words() -> list[str]:
     """Every word the base world's captions use for its attributes (for trigger-collision checks)."""
     words: set[str] = set()
-    for group in (SHAPES, PLURALS.values(), COLOURS, BG_COLOURS, PATTERNS, STYLES, SIZES, POSITIONS):
+    for group in (SHAPES, PLURALS.values(), COLOURS, BG_COLOURS, PATTERNS, STYLES):
         for name in group:
             words.update(name.split())
     return sorted(words)

@@ -1,4 +1,4 @@
-"""The ``world pretrain`` and ``world check`` subcommands (registered by ``lycobench/world/cli.py``)."""
+"""The ``world pretrain`` subcommand (registered by ``lycobench/world/cli.py``)."""
 
 from __future__ import annotations
 
@@ -37,41 +37,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    import sys
-
-    from ..concepts import load_concepts
-    from .check import run_check
-
-    known = list(load_concepts())
-    unknown = sorted(set(args.concepts or []) - set(known))
-    if unknown:
-        print(
-            f"lycobench: world check: unknown concept(s) {', '.join(unknown)}; the world's concepts are "
-            f"{', '.join(known)} (files in concepts/world/)",
-            file=sys.stderr,
-        )
-        return 2
-    result = run_check(
-        Path(args.out),
-        args.model,
-        fast=args.fast,
-        threads=args.threads,
-        oracle_path=args.oracle,
-        parts=tuple(args.parts),
-        adapter_names=tuple(args.adapters),
-        overrides=tuple(args.overrides),
-        concept_names=tuple(args.concepts or ()),
-        together=args.together,
-    )
-    print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
-    grid = f" and {Path(args.out).with_suffix('.png')}" if "base" in args.parts else ""  # base samples only
-    print(f"wrote {args.out}{grid}")
-    return 0
-
-
 def add_commands(sub) -> None:
-    """Add ``pretrain`` and ``check`` to the ``world`` subparsers."""
+    """Add ``pretrain`` (and ``check``'s help line) to the ``world`` subparsers."""
     from . import SHIPPED_RECIPE
     from .run import DEFAULT_MINUTES, SHIPPED_MINUTES
 
@@ -125,37 +92,8 @@ def add_commands(sub) -> None:
     )  # fmt: skip
     p.set_defaults(func=_pretrain)
 
-    c = sub.add_parser("check", help="measure the world base model, LoRA fine-tunes and the world encoders")
-    c.add_argument("--out", required=True, help="JSON file; a PNG grid of base samples goes beside it")
-    c.add_argument("--model", help="diffusers folder (default: the shipped base model)")
-    c.add_argument("--fast", action="store_true", help="a few prompts, one concept, one epoch (a smoke test)")
-    c.add_argument(
-        "--oracle", help="oracle weights (default: the shipped lycobench/world/weights/oracle.safetensors)"
+    # `world check` runs fine-tunes and sampling: it lives above the stages (lycobench/calibrate/) and
+    # `python -m lycobench world check` goes there directly; listed here for `world --help`
+    sub.add_parser(
+        "check", help="measure the base model, concept fine-tunes and the world encoders", add_help=False
     )
-    c.add_argument(
-        "--parts",
-        nargs="+",
-        choices=["base", "concepts", "encoders"],
-        default=["base", "concepts", "encoders"],
-        help="what to measure (default all; parts may run in separate processes)",
-    )
-    c.add_argument(
-        "--adapters", nargs="+", default=["lora"], metavar="ADAPTER",
-        help="conf/adapter configs fine-tuned per concept at their defaults (default: lora; e.g. "
-        "lora loha lokr full for the paper's four algorithms)",
-    )  # fmt: skip
-    c.add_argument(
-        "--overrides", nargs="+", default=[], metavar="KEY=VALUE",
-        help="Hydra overrides for the concepts' fine-tunes (default none: train=scaled as the studies use "
-        "it), e.g. train.exposures_per_epoch=80 to calibrate the world's training recipe",
-    )  # fmt: skip
-    c.add_argument(
-        "--concepts", nargs="+", metavar="NAME",
-        help="world concepts to fine-tune (default: the first of each category; one with --fast)",
-    )  # fmt: skip
-    c.add_argument(
-        "--together", action="store_true",
-        help="one fine-tune per adapter learns all the concepts at once, as a study trains (default: each alone)",
-    )  # fmt: skip
-    c.add_argument("--threads", type=int, default=2)
-    c.set_defaults(func=_check)

@@ -11,7 +11,7 @@ import torch
 from ..encoders import CLIP_DIR, DINO_DIR, load_world_clip, load_world_dino
 from .clip_model import MODEL_CFG, save_clip, train_clip
 from .dino import DINO_CONFIG, TEMPERATURE, train_dino
-from .measure import clip_retrieval_at_10, dino_knn_accuracy
+from .measure import clip_retrieval_at_10, dino_knn
 from .run import code_version
 
 DEFAULTS = {"images": 12_000, "clip_steps": 600, "dino_steps": 1200, "batch": 64}
@@ -55,14 +55,15 @@ def _dino(dino_dir: Path, seed: int, steps_d: int, common: dict, log) -> float:
     # fp32 (1.3 MB): transformers 5 loads weights in their saved dtype unless told otherwise, and generic
     # loaders (lycobench.encoders' dinov2 kind) feed float32 pixels
     dino.float().save_pretrained(str(dino_dir), safe_serialization=True)
-    knn = dino_knn_accuracy(load_world_dino(dino_dir))
+    knn_all = dino_knn(load_world_dino(dino_dir))
+    knn = knn_all["accuracy"]
     manifest = common | {
         "model": "world DINO-style encoder (transformers Dinov2Model)",
         "config": DINO_CONFIG,
         "steps": steps_d,
         "loss": f"SimCLR NT-Xent on two augmented views, T={TEMPERATURE}",
         "feature": "pooler_output",
-        "quality": {"dino_knn_accuracy": knn},
+        "quality": {"dino_knn_accuracy": knn, "dino_knn_by_category": knn_all["by_category"]},
         "train_s": round(time.time() - t1),
     }
     (Path(dino_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

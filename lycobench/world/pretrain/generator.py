@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...models import SCHEDULER_KW
+from ...sd_pipeline import SCHEDULER_KW
+from ...state_io import StateFileError, load_state, save_state
 from .data import WorldData
 
 TEXT_CONFIG = dict(
@@ -159,15 +159,16 @@ class Trainer:
             "gen": gen.get_state(),
             "rng": rng.bit_generator.state,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        save_state(path, state)  # safetensors + JSON: resuming never unpickles
 
     def _load_state(self, path: Path | None, settings: dict | None, opt, sched, gen, rng) -> int:
         """The step to start from: the saved one when ``path`` holds a state of these settings, else 0."""
         if path is None or not path.is_file():
             return 0
-        state = torch.load(path, weights_only=False)
+        try:
+            state = load_state(path)
+        except StateFileError:  # not a state this code wrote (or damaged): start over
+            return 0
         if state.get("settings") != settings:
             return 0
         for k, m in self._modules().items():

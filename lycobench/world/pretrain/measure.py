@@ -3,7 +3,7 @@
 - ``clip_retrieval_at_10``: for each held-out render, the world CLIP must rank its own caption first among
   10 candidates (its caption and the captions of the 9 next held-out scenes).
 - ``dino_knn_accuracy``: each held-out concept render takes the concept of its nearest neighbour (cosine)
-  in a gallery of other renders of every concept; accuracy of that guess.
+  in a gallery of other renders of every concept; accuracy of that guess (``dino_knn``: also per category).
 Held-out renders come from seed streams that encoder training never uses.
 """
 
@@ -49,9 +49,18 @@ def concept_renders(seed: int, per_concept: int) -> tuple[np.ndarray, list[str]]
     return render_32(scenes), names
 
 
-def dino_knn_accuracy(dino, per_concept: int = 20) -> float:
+def dino_knn(dino, per_concept: int = 20) -> dict:
+    """``accuracy`` over every query and ``by_category`` (the concepts' categories: each must be told
+    apart, not only the easiest)."""
     g_img, g_names = concept_renders(GALLERY_SEED, per_concept)
     q_img, q_names = concept_renders(QUERY_SEED, per_concept)
     sim = _unit(dino.encode_images(q_img)) @ _unit(dino.encode_images(g_img)).T
-    guess = [g_names[j] for j in sim.argmax(1)]
-    return float(np.mean([a == b for a, b in zip(guess, q_names)]))
+    right = np.asarray([g_names[j] == name for j, name in zip(sim.argmax(1), q_names)])
+    category = {c.name: c.category for c in load_concepts().values()}
+    cats = np.asarray([category[n] for n in q_names])
+    by = {c: round(float(right[cats == c].mean()), 4) for c in sorted(set(cats))}
+    return {"accuracy": float(right.mean()), "by_category": by}
+
+
+def dino_knn_accuracy(dino, per_concept: int = 20) -> float:
+    return dino_knn(dino, per_concept)["accuracy"]

@@ -19,19 +19,27 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ...models import assemble_pipeline
+from ...sd_pipeline import assemble_pipeline
+from ...state_io import StateFileError, load_state, save_state
 from .. import vocab
 from . import SHIPPED_RECIPE
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
-# The shipped model's step counts, and what each stage costs on 2 free threads (measured stage by stage;
-# docs/world-model.md): rendering the data, the concepts' round trip and the latents take FIXED_MINUTES at
-# any budget; the three training stages scale with their step counts (the UNet at 0.5 s/step).
-DEFAULT_STEPS = {"vae": 1500, "unet": 10000, "decoder": 600}
-STAGE_MINUTES = {"vae": 15, "unet": 83, "decoder": 4}
+# The shipped model's step counts (world v2: no decoder fine-tune), and what a step of each stage costs on 2
+# free threads (docs/world-model.md): rendering the data, the concepts' round trip and the latents take
+# FIXED_MINUTES at any budget; the training stages scale with their step counts.
+DEFAULT_STEPS = {"vae": 800, "unet": 4500, "decoder": 0}
+SECONDS_PER_STEP = {"vae": 0.6, "unet": 0.5, "decoder": 0.4}
 FIXED_MINUTES = 4
-SHIPPED_MINUTES = FIXED_MINUTES + sum(STAGE_MINUTES.values())  # 106: --minutes 106 retrains the shipped model
-DEFAULT_MINUTES = 55  # the command's default budget: an hour with margin (750 / 5,000 / 300 steps)
+
+
+def predicted_minutes(steps: dict[str, int]) -> float:
+    """What ``steps`` cost on 2 free threads, from the stages' measured rates."""
+    return FIXED_MINUTES + sum(SECONDS_PER_STEP[k] * steps[k] for k in DEFAULT_STEPS) / 60
+
+
+SHIPPED_MINUTES = predicted_minutes(DEFAULT_STEPS)  # 49.5: --minutes 49.5 retrains the shipped model
+DEFAULT_MINUTES = SHIPPED_MINUTES  # the command's default budget: the shipped recipe, under an hour
 
 WORK = Path(tempfile.gettempdir()) / "lycobench-world-pretrain"
 N_IMAGES = 30_000
@@ -52,12 +60,7 @@ def code_version(files: tuple[str, ...] = ()) -> str:
 def steps_for(minutes: float) -> dict[str, int]:
     """Step counts whose predicted cost on 2 free threads is ``minutes`` (every stage scaled alike)."""
     scale = (minutes - FIXED_MINUTES) / (SHIPPED_MINUTES - FIXED_MINUTES)
-    return {k: max(20, int(round(v * scale))) for k, v in DEFAULT_STEPS.items()}
-
-
-def predicted_minutes(steps: dict[str, int]) -> float:
-    """What ``steps`` cost on 2 free threads, from the stages' measured rates."""
-    return FIXED_MINUTES + sum(STAGE_MINUTES[k] * steps[k] / DEFAULT_STEPS[k] for k in DEFAULT_STEPS)
+    return {k: max(20, int(round(v * scale))) if v else 0 for k, v in DEFAULT_STEPS.items()}
 
 
 def save_folder(pipe, folder: Path, manifest: dict) -> Path:
@@ -81,18 +84,33 @@ def save_folder(pipe, folder: Path, manifest: dict) -> Path:
     return folder
 
 
+def reproduce_command(
+    steps: dict, seed: int, threads: int, channels: int, figures: float, offset: float
+) -> str:
+    """The command that retrains these weights (step counts spelled out: they define the run)."""
+    return (
+        f"python -m lycobench world pretrain --vae-steps {steps['vae']} --unet-steps {steps['unet']} "
+        f"--decoder-steps {steps['decoder']} --latent-channels {channels} --vae-figures {figures:g} "
+        f"--noise-offset {offset:g} --seed {seed} --threads {threads}"
+    )
+
+
 class VaeBelowGate(RuntimeError):
     """The VAE cannot reproduce the concepts well enough for the run to be worth finishing."""
 
 
 def concept_roundtrip(vae) -> dict[str, float]:
-    """Oracle detection of each category's first concept on its training images after a VAE round trip."""
-    from ..concepts import load_concepts
-    from ..oracle import Oracle
-    from .check import pick_concepts, vae_roundtrip
+    """Oracle detection of each studied concept on its training images after a round trip through the VAE
+    (empty when the shipped oracle was trained on other concepts)."""
+    from ..concepts import load_concepts, studied_concepts
+    from ..oracle import Oracle, vae_roundtrip
 
     oracle, concepts = Oracle.load(), load_concepts()
-    return {n: vae_roundtrip(vae, concepts[n], oracle)["vae_roundtrip"] for n in pick_concepts(fast=False)}
+    try:
+        oracle.check_leaves(concepts)
+    except ValueError:  # an oracle of other concepts cannot judge these (retrain it, then `world check`)
+        return {}
+    return {n: vae_roundtrip(vae, concepts[n], oracle)["vae_roundtrip"] for n in studied_concepts(concepts)}
 
 
 def resumed_vae(path: Path, settings: dict):
@@ -101,7 +119,10 @@ def resumed_vae(path: Path, settings: dict):
 
     if not path.is_file():
         return None
-    saved = torch.load(path, weights_only=False)
+    try:
+        saved = load_state(path)
+    except StateFileError:  # not a state this code wrote (or damaged): train the VAE again
+        return None
     if saved.get("settings") != settings:
         return None
     vae = build_vae(settings["seed"], settings["latent_channels"])
@@ -131,8 +152,8 @@ def pretrain(
     Stages: VAE; UNet + text encoder on the VAE's latents; then the VAE decoder alone (encoder frozen, so
     the latent space the UNet learned is unchanged). The log (``pretrain-log.jsonl``), the VAE and snapshots
     of the EMA pipeline every ``snapshot_every`` steps go to ``work`` (default: a folder in the temp dir).
-    A run restarted with the same settings and ``work`` resumes: the VAE from ``vae.pt``, the UNet stage
-    from ``unet-state.pt`` (its last snapshot), with the result of an unbroken run.
+    A run restarted with the same settings and ``work`` resumes: the VAE from ``vae.safetensors``, the UNet stage
+    from ``unet-state.safetensors`` (its last snapshot), with the result of an unbroken run.
     ``vae_figures``: the share of random multi-part figures among the VAE's images (0 = base scenes only;
     see figures.py). ``latent_channels``: the VAE's (the UNet's input and output follow).
     After the VAE stage the oracle's detection of each category's first concept is measured on its training
@@ -192,13 +213,15 @@ def pretrain(
             vae_images = np.concatenate([data.images, figures])
         return vae_images
 
-    vae, vae_threads = resumed_vae(work / "vae.pt", vae_settings), threads
+    vae, vae_threads = resumed_vae(work / "vae.safetensors", vae_settings), threads
     if vae is None:
         vae = train_vae(codec_images(), steps["vae"], seed, log=log, latent_channels=latent_channels)
-        torch.save({"vae": vae.state_dict(), "settings": vae_settings, "threads": threads}, work / "vae.pt")
+        save_state(
+            work / "vae.safetensors", {"vae": vae.state_dict(), "settings": vae_settings, "threads": threads}
+        )
     else:  # the VAE stage of an earlier run with the same settings (a restarted run resumes here)
         vae, vae_threads = vae
-        log({"stage": "vae-resumed", "file": str(work / "vae.pt"), "threads": vae_threads})
+        log({"stage": "vae-resumed", "file": str(work / "vae.safetensors"), "threads": vae_threads})
     vae_psnr = psnr(reconstruct(vae, holdout), holdout)
     roundtrip = concept_roundtrip(vae)
     latents = encode(vae, data.images)
@@ -216,7 +239,7 @@ def pretrain(
     below = {k: v for k, v in roundtrip.items() if vae_gate is not None and v < vae_gate}
     if below:
         raise VaeBelowGate(
-            f"the VAE in {work / 'vae.pt'} reproduces {below} of the concepts' training images (oracle "
+            f"the VAE in {work / 'vae.safetensors'} reproduces {below} of the concepts' training images (oracle "
             f"detection after a round trip), below --vae-gate {vae_gate}: no fine-tune on this VAE could "
             "reach it, so the UNet stage was not started. Train a better VAE (more --vae-steps, "
             "--vae-figures, --latent-channels) in another --work folder."
@@ -259,6 +282,7 @@ def pretrain(
             "noise_offset": noise_offset,
         },
         "quality": None,
+        "reproduce": reproduce_command(steps, seed, threads, latent_channels, vae_figures, noise_offset),
     }
 
     def snapshot(step: int) -> None:
@@ -280,7 +304,7 @@ def pretrain(
         unet_settings["noise_offset"] = noise_offset
     trainer.train(
         steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every,
-        state_path=work / "unet-state.pt", settings=unet_settings,
+        state_path=work / "unet-state.safetensors", settings=unet_settings,
     )  # fmt: skip
     if steps["decoder"]:
         vae = finetune_decoder(vae, codec_images(), steps["decoder"], seed, log=log)
