@@ -237,6 +237,15 @@ def test_lr_scale_multiplies_the_configurations_lr(cache, tmp_path):
     assert OmegaConf.create(meta["lycobench.adapter"]).lr == 5e-4  # the paper's level, for the analysis
 
 
+def test_an_algorithms_own_lr_scale_multiplies_on_top():
+    """conf/adapter/full.yaml declares native fine-tuning's factor; the lr used is level x train x adapter
+    scale, the level stays what the analysis reads."""
+    cfg = compose(["adapter=full", "train=scaled"])
+    assert cfg.adapter.lr == 1e-6 and cfg.adapter.lr_scale == 20 and cfg.train.lr_scale == 5
+    assert T.effective_lr(cfg) == pytest.approx(1e-4)
+    assert T.effective_lr(compose(["adapter=lora", "train=scaled"])) == pytest.approx(2.5e-3)
+
+
 def test_repeats_balance_concepts():
     def concept(n):
         leaf = Leaf("c", "object", "t", "toy", None, "", items=[None] * n)

@@ -34,6 +34,19 @@ SAMPLER = {"sampler": "dpmpp", "steps": 20, "guidance_scale": 4.0}
 IMAGE_SEED = 1000
 TRAIN_GROUP = "quick"  # the default study's training recipe (conf/train/quick.yaml)
 PER_CONCEPT = 48  # trigger images behind each detection rate
+GENERATE_GROUP = "quick"  # concept images are sampled as the default study samples them (conf/generate/)
+
+
+def shown_path(folder: Path | None) -> str | None:
+    """A model folder as results show it: relative to the repository when inside it (no machine paths in
+    published JSON), else its name."""
+    if folder is None:
+        return None
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return Path(folder).resolve().relative_to(root).as_posix()
+    except ValueError:
+        return Path(folder).name
 
 
 def load_pipe(folder: Path):
@@ -48,19 +61,23 @@ def load_pipe(folder: Path):
 
 
 @torch.no_grad()
-def sample(pipe, prompts: list[str], seed: int = IMAGE_SEED, batch: int = 32) -> np.ndarray:
-    """uint8 [N,32,32,3]; image i uses seed ``seed + i`` (as the benchmark's prompt files do)."""
+def sample(
+    pipe, prompts: list[str], seed: int = IMAGE_SEED, batch: int = 32, sampler: dict | None = None
+) -> np.ndarray:
+    """uint8 [N,32,32,3]; image i uses seed ``seed + i`` (as the benchmark's prompt files do); ``sampler``:
+    sampler, steps and guidance_scale (default ``SAMPLER``)."""
     from ..generate import configure_sampler
 
-    configure_sampler(pipe, SAMPLER["sampler"])
+    sampler = sampler or SAMPLER
+    configure_sampler(pipe, sampler["sampler"])
     out = []
     for s in range(0, len(prompts), batch):
         chunk = prompts[s : s + batch]
         images = pipe(
             prompt=chunk,
             generator=[torch.Generator().manual_seed(seed + s + i) for i in range(len(chunk))],
-            num_inference_steps=SAMPLER["steps"],
-            guidance_scale=SAMPLER["guidance_scale"],
+            num_inference_steps=sampler["steps"],
+            guidance_scale=sampler["guidance_scale"],
             output_type="np",
         ).images
         out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
@@ -143,6 +160,7 @@ def fine_tune(
         f"adapter={adapter}",
         "target=attn-mlp",
         f"train={train_group}",
+        f"generate={GENERATE_GROUP}",
     ]
     if fast:
         config += ["train.epochs=1", "train.checkpoint_epochs=[1]"]
@@ -189,6 +207,7 @@ def concept_scores(
             saved, cfg = fine_tune(model_folder, group, work, fast, adapter, overrides, train_group)
             for name in group:
                 curves[name][adapter], steps[name][adapter] = [], sorted(saved)
+            study_sampler = {k: cfg.generate[k] for k in ("sampler", "steps", "guidance_scale")}
             for step in sorted(saved):
                 pipe = load_pipe(model_folder)
                 adapter_io.load(
@@ -196,19 +215,21 @@ def concept_scores(
                     1.0,
                 )  # fmt: skip
                 for name in group:
-                    curves[name][adapter].append(detection_rate(oracle, sample(pipe, prompts[name]), name))
+                    curves[name][adapter].append(
+                        detection_rate(oracle, sample(pipe, prompts[name], sampler=study_sampler), name)
+                    )
             elapsed = round(time.time() - t0)  # a shared run's time counts for each of its concepts
             for name in group:
                 seconds[name][adapter] = elapsed
     out = {}
     for name in names:
         c, first = concepts[name], adapter_names[0]
-        out[name] = {"category": c.category, "base": detection_rate(oracle, sample(base, prompts[name]), name),
+        out[name] = {"category": c.category, "base": detection_rate(oracle, sample(base, prompts[name], sampler=study_sampler), name),
                      "tuned": curves[name][first][-1],
                      "tuned_by_adapter": {a: v[-1] for a, v in curves[name].items()},
                      "curve_by_adapter": curves[name], "checkpoint_steps": steps[name],
                      **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts[name])),
-                     "images": len(prompts[name]), "train_s": seconds[name]}  # fmt: skip
+                     "images": len(prompts[name]), "train_s": seconds[name], "sampler": study_sampler}  # fmt: skip
     return out
 
 
@@ -261,7 +282,7 @@ def run_check(
         knn = dino_knn(load_world_dino(), per_concept=3 if fast else 20)
         result["dino_knn_accuracy"] = round(knn["accuracy"], 4)
         result["dino_knn_by_category"] = knn["by_category"]
-    result["settings"] = {"model": str(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
+    result["settings"] = {"model": shown_path(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
                           "train": train_group, "adapters": list(adapter_names), "overrides": list(overrides), "together": together, "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)

@@ -78,8 +78,9 @@ def parser() -> argparse.ArgumentParser:
         help="world concepts to fine-tune (default: the first of each category; one with --fast)",
     )  # fmt: skip
     c.add_argument(
-        "--together", action="store_true",
-        help="one fine-tune per adapter learns all the concepts at once, as a study trains (default: each alone)",
+        "--together", action=argparse.BooleanOptionalAction, default=True,
+        help="one fine-tune per adapter learns all the concepts at once, as a study trains (the default); "
+        "--no-together fine-tunes each concept alone",
     )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
     return c
