@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The world's measurement files (docs/world-check*.json, docs/world-candidates/) record the folders their
 # models were read from; their owner scrubs them with the world's redesign. Every other tracked JSON is checked.
-NOT_YET = ("docs/world-check", "docs/world-candidates/")
+NOT_YET: tuple[str, ...] = ()
 MACHINE_PATH = re.compile(r"(?:^|[\s=:'\"(,;])(?:/|~/|[A-Za-z]:[\\/])[A-Za-z0-9_.-]")
 MD_REF = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.md)\b")
 

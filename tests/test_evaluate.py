@@ -205,7 +205,7 @@ def test_config_errors_are_reported_together():
 
 def test_attribute_parser_reads_every_caption_of_the_world_grammar_correctly():
     checked = 0
-    for scene in sample_scenes(60, 5, heldout=None):
+    for scene in sample_scenes(80, 5, heldout=None):
         truth = labels(scene)
         for text in all_captions(scene):
             e = parse(text)
