@@ -30,7 +30,7 @@ def test_weights_are_small_fp16_with_a_manifest():
 def test_oracle_reads_images_as_the_shipped_autoencoder_returns_them(oracle):
     """Half of its training images went through the base model's VAE (the manifest names which one, by
     hash), and it reads the world after that round trip as well as clean."""
-    from lycobench.world.oracle import BASE_MODEL, codec_identity, codec_roundtrip, load_codec
+    from lycobench.world.codec import BASE_MODEL, codec_identity, codec_roundtrip, load_codec
 
     manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
     trip = manifest["train"]["autoencoder_roundtrip"]

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .codec import codec_identity, codec_roundtrip, load_codec
 from .concepts import Concept, concept_scene, leaf_names, load_concepts
 from .degrade import DEGRADATIONS, augment, degrade
 from .scenes import Scene, labels, render_batch, sample_scene
@@ -33,7 +34,6 @@ from .vocab import BG_COLOURS, COLOURS, COUNTS, PATTERNS, SHAPES
 INPUT = 32
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "oracle.safetensors"
 MANIFEST = WEIGHTS.with_suffix(".json")
-BASE_MODEL = WEIGHTS.parent / "base"  # the world base model, whose autoencoder the oracle is adapted to
 ROUNDTRIP_SHARE = 0.5
 MULTI = ("shapes", "colours")
 CHECK_SEED = 90_210  # held-out scenes: a seed stream training never uses
@@ -277,43 +277,6 @@ def evaluate_all(
             codec_roundtrip(vae, (preprocess(images) * 255).round().byte().permute(0, 2, 3, 1).numpy()),
         )
     return out
-
-
-def load_codec(folder: Path | str | None = None):
-    """The autoencoder of a world base model (a diffusers folder or its vae/ subfolder; default the shipped
-    model's), float32, in eval mode."""
-    from diffusers import AutoencoderKL
-
-    folder = Path(folder) if folder is not None else BASE_MODEL
-    sub = folder / "vae" if (folder / "vae").is_dir() else folder
-    return AutoencoderKL.from_pretrained(str(sub), torch_dtype=torch.float32).eval()
-
-
-def codec_identity(folder: Path | str | None = None) -> dict:
-    """Which autoencoder the oracle was adapted to: its folder (relative to the package when shipped) and the
-    sha256 of its weights."""
-    folder = Path(folder) if folder is not None else BASE_MODEL
-    sub = folder / "vae" if (folder / "vae").is_dir() else folder
-    weights = sub / "diffusion_pytorch_model.safetensors"
-    try:
-        where = str(sub.resolve().relative_to(WEIGHTS.parent.resolve()))
-    except ValueError:
-        where = sub.name
-    return {"folder": where, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-
-
-@torch.no_grad()
-def codec_roundtrip(vae, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """uint8 [N,32,32,3] encoded to latent means and decoded again."""
-    out = []
-    for i in range(0, len(images), batch):
-        x = (
-            torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2).float() / 127.5
-            - 1
-        )
-        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
-        out.append(((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out) if out else images
 
 
 def train(
