@@ -426,7 +426,7 @@ def concept_leakage(pred_leaves: Sequence[str], trained_leaves: set[str]) -> flo
     criterion="controllability",
     paper_name="",
     formula="A = sum_i sum_{a in E_i} [oracle a(x_i) = E_i[a]] / sum_i |E_i|; E_i = the attributes the prompt of "
-    "image i asks for (background colour, pattern, object colours, shapes, count, style, size, position)",
+    "image i asks for (background colour, pattern, object colours, shapes, count)",
     conventions="Ground truth only the embedded world has; GenEval-like (object/colour/count checks by a "
     "detector) but exact. The oracle counterpart of text similarity.",
     origin="lycobench",

@@ -313,8 +313,7 @@ def oracle_random(cfg: dict, device: str) -> OracleEncoder:
 @kind(
     "oracle",
     lambda c: (
-        "the world oracle (lycobench/world/oracle.py; heads shapes, colours, count, bg_colour, pattern, "
-        "style, size, position, leaf)",
+        "the world oracle (lycobench/world/oracle.py; heads shapes, colours, count, bg_colour, pattern, leaf)",
         "letterbox to a square, area-resize to 32 px",
     ),
     "lycobench/world/weights/oracle.safetensors + .json; `python -m lycobench world oracle-train` writes them",
