@@ -39,15 +39,8 @@ def codec_identity(folder: Path | str | None = None) -> dict:
     return {"folder": where, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
 
 
-@torch.no_grad()
 def codec_roundtrip(vae, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """uint8 [N,32,32,3] encoded to latent means and decoded again."""
-    out = []
-    for i in range(0, len(images), batch):
-        x = (
-            torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).permute(0, 3, 1, 2).float() / 127.5
-            - 1
-        )
-        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
-        out.append(((rec.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out) if out else images
+    """uint8 [N,32,32,3] encoded to latent means and decoded again (the pretraining's own reconstruction)."""
+    from .pretrain.vae import reconstruct
+
+    return reconstruct(vae, images, batch) if len(images) else images
