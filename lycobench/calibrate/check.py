@@ -236,6 +236,13 @@ def concept_scores(
 PARTS = ("base", "concepts", "encoders")
 
 
+def concepts_to_check(concept_names: tuple[str, ...], fast: bool) -> list[str]:
+    """The concepts named on the command line, else the studied ones (their first with ``fast``)."""
+    if concept_names:
+        return list(concept_names)
+    return studied_concepts()[:1] if fast else studied_concepts()
+
+
 def run_check(
     out: Path,
     model_folder: Path | None = None,
@@ -270,7 +277,7 @@ def run_check(
         result["base"] = score_base(oracle.predict(images), scenes, held)
     if "concepts" in parts:
         with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
-            names = list(concept_names) or studied_concepts()[:1] if fast else studied_concepts()
+            names = concepts_to_check(concept_names, fast)
             result["concepts"] = concept_scores(
                 folder, oracle, names, 2 if fast else PER_CONCEPT, Path(tmp), fast, adapter_names, overrides,
                 together, train_group,
