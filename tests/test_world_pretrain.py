@@ -280,3 +280,12 @@ def test_concept_check_names_unknown_concepts_before_any_compute(tmp_path, capsy
     assert main(["world", "check", "--out", str(out), "--concepts", "bear", "teddy"]) == 2
     err = capsys.readouterr().err
     assert "unknown concept(s) teddy" in err and "concepts/world/" in err and not out.exists()
+
+
+def test_concept_check_takes_the_named_concepts_with_or_without_fast():
+    from lycobench.world.concepts import studied_concepts
+
+    assert check.concepts_to_check(("bear", "hatch"), fast=False) == ["bear", "hatch"]
+    assert check.concepts_to_check(("bear", "hatch"), fast=True) == ["bear", "hatch"]
+    assert check.concepts_to_check((), fast=False) == studied_concepts()
+    assert check.concepts_to_check((), fast=True) == studied_concepts()[:1]
