@@ -289,3 +289,58 @@ def test_concept_check_takes_the_named_concepts_with_or_without_fast():
     assert check.concepts_to_check(("bear", "hatch"), fast=True) == ["bear", "hatch"]
     assert check.concepts_to_check((), fast=False) == studied_concepts()
     assert check.concepts_to_check((), fast=True) == studied_concepts()[:1]
+
+
+def _check_json(adapters, parts=("concepts",), train="scaled", **extra):
+    settings = {"model": "m", "prompts": 200, "heldout_prompts": 48, "sampler": {"steps": 20}, "train": train,
+                "adapters": list(adapters), "overrides": [], "together": True, "fast": False,
+                "parts": list(parts), "seconds": 10}  # fmt: skip
+    res = {"settings": settings, **extra}
+    if "concepts" in parts:
+        entry = {
+            "category": "object",
+            "base": 0.0,
+            "prompts": ["welm toy"],
+            "images": 48,
+            "sampler": {"steps": 10},
+        }
+        per = {"curve_by_adapter": {a: [0.1, 0.5, 0.9] for a in adapters}, "checkpoint_steps": {a: [1, 3, 5] for a in adapters},
+               "tuned_by_adapter": {a: 0.9 for a in adapters}, "train_s": {a: 5 for a in adapters}}  # fmt: skip
+        res["concepts"] = {"bear": {**entry, **per, "tuned": 0.9}}
+    return res
+
+
+def test_world_check_results_from_separate_processes_merge_and_differences_are_refused(tmp_path, capsys):
+    from lycobench.__main__ import main
+    from lycobench.calibrate.merge import MergeError, merge_checks
+
+    loha, lora = _check_json(["loha"]), _check_json(["lora"])
+    lora["concepts"]["bear"]["tuned_by_adapter"]["lora"] = 0.7
+    base = _check_json(
+        [], parts=("base", "encoders"), train="quick", base={"shape": 1.0}, clip_retrieval_at_10=0.99
+    )
+    merged = merge_checks([("loha.json", loha), ("lora.json", lora), ("base.json", base)])
+    bear = merged["concepts"]["bear"]
+    assert list(bear["curve_by_adapter"]) == ["lora", "loha"] and bear["tuned"] == 0.7  # the paper's order
+    assert merged["base"] == {"shape": 1.0} and merged["clip_retrieval_at_10"] == 0.99
+    s = merged["settings"]
+    assert s["adapters"] == ["lora", "loha"] and s["parts"] == ["base", "concepts", "encoders"]
+    assert (
+        s["train"] == "scaled"
+        and s["seconds"] == 30
+        and s["merged_from"] == ["loha.json", "lora.json", "base.json"]
+    )
+    with pytest.raises(MergeError, match="setting 'train' is 'quick'"):
+        merge_checks([("a", loha), ("b", _check_json(["lora"], train="quick"))])
+    with pytest.raises(MergeError, match="loha measured in two files"):
+        merge_checks([("a", loha), ("b", _check_json(["loha"]))])
+    paths = []
+    for name, res in (("a.json", loha), ("b.json", _check_json(["loha"]))):
+        (tmp_path / name).write_text(json.dumps(res))
+        paths.append(str(tmp_path / name))
+    out = tmp_path / "m.json"
+    assert main(["world", "check", "--out", str(out), "--merge", *paths]) == 2
+    assert "measured in two files" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "b.json").write_text(json.dumps(lora))
+    assert main(["world", "check", "--out", str(out), "--merge", *paths]) == 0
+    assert json.loads(out.read_text())["settings"]["adapters"] == ["lora", "loha"]

@@ -13,6 +13,8 @@ def _check(args: argparse.Namespace) -> int:
     from ..world.concepts import load_concepts
     from .check import run_check
 
+    if args.merge:
+        return _merge(args.merge, Path(args.out))
     known = list(load_concepts())
     unknown = sorted(set(args.concepts or []) - set(known))
     if unknown:
@@ -38,6 +40,22 @@ def _check(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
     grid = f" and {Path(args.out).with_suffix('.png')}" if "base" in args.parts else ""  # base samples only
     print(f"wrote {args.out}{grid}")
+    return 0
+
+
+def _merge(files: list[str], out: Path) -> int:
+    import sys
+
+    from .merge import MergeError, merge_checks
+
+    try:
+        merged = merge_checks([(f, json.loads(Path(f).read_text(encoding="utf-8"))) for f in files])
+    except (OSError, json.JSONDecodeError, MergeError) as e:
+        print(f"lycobench: world check --merge: {e}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out} (merged {len(files)} files)")
     return 0
 
 
@@ -75,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     c.add_argument(
         "--concepts", nargs="+", metavar="NAME",
-        help="world concepts to fine-tune (default: the first of each category; one with --fast)",
+        help="world concepts to fine-tune (default: the studied ones, `studied: true` in concepts/world/; one "
+        "with --fast)",
     )  # fmt: skip
     c.add_argument(
         "--together", action=argparse.BooleanOptionalAction, default=True,
@@ -83,6 +102,11 @@ def parser() -> argparse.ArgumentParser:
         "--no-together fine-tunes each concept alone",
     )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
+    c.add_argument(
+        "--merge", nargs="+", metavar="JSON",
+        help="measure nothing: merge these results (parts or algorithms measured in separate processes, "
+        "e.g. one per core) into --out; results of different settings are refused",
+    )  # fmt: skip
     return c
 
 
