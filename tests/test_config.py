@@ -69,3 +69,11 @@ def test_custom_cell_name_depends_on_settings():
     a = compose_cell(["sweep=smoke"], None, None)
     b = compose_cell(["sweep=smoke", "train.epochs=5"], None, None)
     assert a.cell.startswith("custom-lora-") and a.cell != b.cell
+
+
+@pytest.mark.parametrize("sweep", ["quick", "paper"])
+def test_the_world_studies_train_the_studied_concepts(sweep):
+    """The studies' concept lists and the concepts flagged ``studied`` (what world check measures) agree."""
+    from lycobench.world.concepts import studied_concepts
+
+    assert sorted(compose([f"sweep={sweep}"]).concepts) == sorted(f"world:{n}" for n in studied_concepts())

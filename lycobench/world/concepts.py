@@ -122,11 +122,24 @@ def load_concepts(folder: Path | str | None = None) -> dict[str, Concept]:
 
 
 def studied_concepts(concepts: dict[str, Concept] | None = None) -> list[str]:
-    """The concepts the studies use: the first of each category (in name order), categories sorted."""
-    first: dict[str, str] = {}
-    for name, c in (concepts if concepts is not None else load_concepts()).items():
-        first.setdefault(c.category, name)
-    return [first[k] for k in sorted(first)]
+    """The concepts the studies use, one per category (categories sorted): those whose YAML says
+    ``studied: true``. The choice is measured, not alphabetical: docs/world-v2.md says why each was picked."""
+    concepts = concepts if concepts is not None else load_concepts()
+    chosen: dict[str, list[str]] = {}
+    for name, c in concepts.items():
+        if c.spec.get("studied"):
+            chosen.setdefault(c.category, []).append(name)
+    wrong = [
+        k
+        for k in CATEGORIES
+        if len(chosen.get(k, [])) != 1 and any(c.category == k for c in concepts.values())
+    ]
+    if wrong:
+        raise ValueError(
+            f"world concepts: exactly one concept per category must say 'studied: true' in its YAML; "
+            f"not so for {', '.join(wrong)} (now: {', '.join(n for k in wrong for n in chosen.get(k, [])) or 'none'})"
+        )
+    return [chosen[k][0] for k in sorted(chosen)]
 
 
 def leaf_names(concepts: dict[str, Concept]) -> list[str]:

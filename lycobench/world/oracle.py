@@ -215,8 +215,10 @@ class Oracle:
 
 
 def concepts_digest(concepts: dict[str, Concept]) -> str:
-    """A hash of the concept definitions the oracle was trained on (their parsed YAML)."""
-    blob = json.dumps([c.spec for c in concepts.values()], sort_keys=True, default=str)
+    """A hash of the concept definitions the oracle was trained on (their parsed YAML, less ``studied``:
+    which concepts the studies use does not change what the oracle learned)."""
+    specs = [{k: v for k, v in c.spec.items() if k != "studied"} for c in concepts.values()]
+    blob = json.dumps(specs, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
