@@ -113,10 +113,10 @@ def test_studied_concepts_are_declared_one_per_category(tmp_path):
 
     from lycobench.world.concepts import CONCEPT_DIR, load_concepts, studied_concepts
 
-    assert studied_concepts() == ["bolt", "bear", "city", "hatch"]  # character, object, scene, style
+    assert studied_concepts() == ["lumi", "bear", "city", "hatch"]  # character, object, scene, style
     for path in CONCEPT_DIR.glob("*.yaml"):
         shutil.copy(path, tmp_path / path.name)
-    lumi = tmp_path / "lumi.yaml"
-    lumi.write_text(lumi.read_text().replace("seed:", "studied: true\nseed:", 1))
+    bolt = tmp_path / "bolt.yaml"
+    bolt.write_text(bolt.read_text().replace("seed:", "studied: true\nseed:", 1))
     with pytest.raises(ValueError, match="exactly one concept per category.*character.*bolt, lumi"):
         studied_concepts(load_concepts(tmp_path))
