@@ -95,3 +95,11 @@ def test_merge_adds_cases_to_earlier_results_and_keeps_their_own_provenance(benc
     assert "| one | 2.0 | 1.0 | 2.0x | x/s |" in table and "| two | 3.0 | — | — | s |" in table
     assert bench.main(["--case", "two", "--out", str(out)]) == 0  # without --merge: only this run's cases
     assert set(json.loads(out.read_text())) == {"two"}
+
+
+def test_the_metrics_case_names_concepts_the_world_has(bench):
+    """The metrics case renders world concepts by name: an object and a style (every metric applies)."""
+    from lycobench.world.concepts import load_concepts
+
+    world = load_concepts()
+    assert [world[n].category for n in bench.METRIC_CONCEPTS] == ["object", "style"]
