@@ -412,3 +412,12 @@ def test_no_learning_warning_when_most_checkpoints_learned_or_without_an_oracle(
     assert (
         an.concept_learning(no_oracle).empty and an.learning_warning(an.concept_learning(no_oracle)) is None
     )
+
+
+def test_best_checkpoint_of_a_single_checkpoint_has_no_rank_and_no_crash():
+    """One run with one checkpoint (an external adapter): every rank score is NaN, nothing to pick from."""
+    crit = crit_frame({("ext", 1.0): {"fidelity": np.nan, "controllability": np.nan}})
+    best = an.best_checkpoints(crit).set_index("cell")
+    assert best.loc["ext", "best_epoch"] == 1.0 and pd.isna(best.loc["ext", "balanced"])
+    two = crit_frame({("x", 1.0): {"fidelity": np.nan}, ("x", 2.0): {"fidelity": np.nan}})
+    assert pd.isna(an.best_checkpoints(two).set_index("cell").loc["x", "best_epoch"])

@@ -63,10 +63,13 @@ def best_checkpoints(crit: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (group, cell), g in m.groupby(level=["group", "cell"]):
         g = g.droplevel(["group", "cell"])
+        # a pool of one checkpoint has no rank (score NaN): no best among one, unless it is the only one
+        ranked = g["balanced"].notna().any()
+        only = g.index[0] if len(g) == 1 else np.nan
         row = {
             "group": group,
             "cell": cell,
-            "best_epoch": g["balanced"].idxmax(),
+            "best_epoch": g["balanced"].idxmax() if ranked else only,
             "balanced": g["balanced"].max(),
         }
         for k in crits:

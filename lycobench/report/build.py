@@ -129,10 +129,15 @@ def analyse(
     raw, merged = an.drop_repeated_levels(raw)
     notes.extend(merged)
     leaf = an.rank_normalise(raw)
+    runs = raw[~raw["is_base"]]
+    if runs[["cell", "seed", "step"]].drop_duplicates().shape[0] < 2:
+        notes.append(
+            "one checkpoint in this folder: scores rank checkpoints against each other, so they need two or "
+            "more (every score is empty); the raw values are in metrics.csv and summary.csv"
+        )
     scores = an.aggregate(leaf)
     write_parquet_if_changed(out / "scores.parquet", scores)
     cache.made("scores.parquet")
-    runs = raw[~raw["is_base"]]
     configs = an.config_table(runs)
     summary = an.seed_summary(scores)
     crit = an.criteria_scores(scores)
