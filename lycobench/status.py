@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("sweep_dir", help="results/<sweep>, or a published report folder")
     args = p.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
-    if (sweep_dir / "manifest.json").is_file():
+    # `run` writes runs/ without a manifest (it runs no sweep): its folder is read the same way
+    if (sweep_dir / "manifest.json").is_file() or (sweep_dir / "runs").is_dir():
         s = summarize(sweep_dir)
         print(f"{sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items())))
     else:
@@ -107,8 +108,8 @@ def main(argv: list[str]) -> int:
             return 2
         if record is None:
             print(
-                f"lycobench: error: {sweep_dir} has neither manifest.json (a sweep folder) nor {RECORD} (a "
-                "published report): pass results/<sweep> or a report folder",
+                f"lycobench: error: {sweep_dir} has neither manifest.json nor runs/ (a results folder) nor "
+                f"{RECORD} (a published report): pass results/<sweep> or a report folder",
                 file=sys.stderr,
             )
             return 2

@@ -69,3 +69,12 @@ def test_launcher_presets_compose(launcher):
             and launcher_cfg.gpus_per_node == 1
             and "slurm" in launcher_cfg._target_.lower()
         )
+
+
+def test_status_of_a_folder_made_by_run(tmp_path):
+    """`run` writes runs/ but no manifest.json (no sweep declared its cells): status reads it all the same."""
+    d = make_sweep(tmp_path)
+    (d / "manifest.json").unlink()
+    r = lycobench("status", str(d))
+    assert r.returncode == 1, r.stderr  # the failed run
+    assert "1 done" in r.stdout and "1 failed" in r.stdout and "pending" not in r.stdout
