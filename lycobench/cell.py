@@ -48,6 +48,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def one_line(exc: BaseException) -> str:
+    """What went wrong in one line (FAILED's ``error:``, status, the sweep's summary): every problem of an
+    input error, else the exception's type and first line."""
+    from .data import InputError
+
+    if isinstance(exc, InputError):
+        return "; ".join(exc.problems)
+    first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
 def classify(exc: BaseException) -> str:
     """The failure causes of the reliability reference: data | oom | nan | timeout | preempted | bug."""
     from .data import InputError
@@ -110,7 +121,7 @@ class Cell:
                 "seed": int(cfg.seed),
                 "data": data_fingerprint(self.concepts),
                 "versions": versions(),
-                **_external_adapter(cfg),
+                **external_adapter_key(cfg),
             }
         )
         gen_key = content_key(
@@ -160,7 +171,7 @@ class Cell:
                 )
         except BaseException as e:
             cause = "interrupted" if isinstance(e, KeyboardInterrupt) else classify(e)
-            atomic_write_text(rd.failed, f"cause: {cause}\n\n{traceback.format_exc()}")
+            atomic_write_text(rd.failed, f"cause: {cause}\nerror: {one_line(e)}\n\n{traceback.format_exc()}")
             atomic_write_json(rd.run_json, {**info, "status": "failed", "cause": cause})
             raise
         rd.failed.unlink(missing_ok=True)
@@ -256,12 +267,22 @@ class Cell:
         write_marker(rd.marker("evaluate"), self.keys["evaluate"], [rd.metrics_parquet], rd.root)
 
 
-def _external_adapter(cfg: DictConfig) -> dict:
+def external_adapter_key(cfg: DictConfig) -> dict:
     """adapter=external: the file's bytes are part of the train key (a replaced file is re-checked)."""
     path = cfg.adapter.get("path") if cfg.adapter.algo == "external" else None
     if cfg.adapter.algo == "external" and not (path and Path(str(path)).expanduser().is_file()):
         raise FileNotFoundError(
-            f"adapter.path={path!r}: adapter=external needs an existing .safetensors file"
+            f"adapter.path={path!r}: adapter=external needs an existing .safetensors file "
+            "(adapter.path=<file>; quote a path that holds '=': \"adapter.path='<file>'\")"
+        )
+    if path and Path(str(path)).suffix != ".safetensors":
+        from .data import InputError
+
+        raise InputError(
+            [
+                f"adapter.path={path!r}: adapters are read only from .safetensors files (a pickle can run "
+                "code); convert it to .safetensors"
+            ]
         )
     return {"external_adapter": file_sha256(Path(str(path)).expanduser())} if path else {}
 

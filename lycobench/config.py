@@ -67,6 +67,42 @@ def _compose_key(overrides) -> str:
     return h.hexdigest()[:32]
 
 
+def quote_overrides(overrides: list[str]) -> list[str]:
+    """Overrides as Hydra's grammar reads them. A plain value with '=' in it (a results path such as
+    adapter.path=results/quick/runs/lora/seed=23/checkpoints/step-80.safetensors) is a syntax error to
+    Hydra: such a value is quoted for it. Any other override that does not parse is one error naming it
+    and the fix, instead of Hydra's traceback."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+
+    def parses(o: str) -> str | None:
+        try:
+            parser.parse_override(o)
+        except HydraException as e:  # what parse_override raises on a syntax error
+            return str(e).splitlines()[0]
+        return None
+
+    out = []
+    for o in overrides:
+        error = None if o.startswith("-") else parses(o)
+        if error is None:
+            out.append(o)
+            continue
+        key, _, value = o.partition("=")
+        quoted = f"{key}='{value}'"
+        if value and value[0] not in "[{'\"" and "'" not in value and parses(quoted) is None:
+            out.append(quoted)
+            continue
+        raise ValueError(
+            f"override {o!r} is not valid Hydra syntax ({error}): quote a value that holds '=', spaces or "
+            f"brackets, {key}='<value>' (for a list: {key}=['<a>','<b>']), and in a shell put the whole "
+            f"override in double quotes: \"{key}='<value>'\""
+        )
+    return out
+
+
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
     """Separate the cell selectors (cell=, seed=) from the overrides that configure every cell."""
     common, selectors = [], {}

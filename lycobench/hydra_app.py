@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -58,7 +59,18 @@ def run_job(cfg: DictConfig) -> str:
         return "skipped"
     quiet_libraries()
     configure_threads()
-    return cell.run()
+    try:
+        return cell.run()
+    except Exception as e:
+        from hydra.types import RunMode
+
+        from .cell import classify, one_line
+
+        if HydraConfig.get().mode != RunMode.RUN or classify(e) != "data":
+            raise  # a sweep's launcher collects failures; a bug shows its traceback
+        # `run` refused its input: one line, no traceback (FAILED holds it); run_command exits 1
+        print(f"lycobench: error: {one_line(e)} (details: {cell.rd.failed})", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

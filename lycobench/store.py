@@ -183,10 +183,12 @@ def scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
         if (root / "FAILED").is_file():
             text = (root / "FAILED").read_text(encoding="utf-8")
             cause = text.splitlines()[0].removeprefix("cause: ") if text else "bug"
-            last = [ln for ln in text.strip().splitlines() if ln.strip()]
-            unfinished.append(
-                {**entry, "status": "failed", "cause": cause, "error": last[-1] if last else ""}
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            # the one-line summary the cell wrote, else (older FAILED files) the traceback's last line
+            error = next(
+                (ln[7:] for ln in lines[1:2] if ln.startswith("error: ")), lines[-1] if lines else ""
             )
+            unfinished.append({**entry, "status": "failed", "cause": cause, "error": error})
         elif markers_ok:
             finished.append(entry)
         else:

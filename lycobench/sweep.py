@@ -17,7 +17,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .config import PROJECT_ROOT, check_collisions, compose, compose_cell, split_overrides, sweep_dir_of
+from .config import (
+    PROJECT_ROOT,
+    check_collisions,
+    compose,
+    compose_cell,
+    quote_overrides,
+    split_overrides,
+    sweep_dir_of,
+)
 from .store import atomic_write_text
 
 log = logging.getLogger("lycobench")
@@ -142,7 +150,7 @@ def release_idle_workers() -> None:
 def sweep_command(overrides: list[str]) -> int:
     from .report import build_report
 
-    common, selectors = split_overrides(overrides)
+    common, selectors = split_overrides(quote_overrides(overrides))
     if selectors:
         print(
             f"error: the sweep chooses cells itself; drop {', '.join(f'{k}=' for k in selectors)} "
@@ -180,23 +188,44 @@ def sweep_command(overrides: list[str]) -> int:
 
 
 def run_command(overrides: list[str]) -> int:
-    """One cell through Hydra's single-run mode; the cell's configuration comes from the sweep file."""
-    from .hydra_app import hydra_entry
+    """One cell through Hydra's single-run mode; the cell's configuration comes from the sweep file.
 
+    Its inputs are checked first, as a sweep's are (exit 2, nothing written); then it says where the
+    run goes, runs it (exit 1 if it fails: FAILED in the run folder says why) and how to read it."""
+    from .cell import external_adapter_key
+    from .data import load_concepts
+    from .evaluate import preflight as check_evaluation
+    from .hydra_app import hydra_entry
+    from .store import RunDir
+
+    overrides = quote_overrides(overrides)
     common, selectors = split_overrides(overrides)
     cfg = compose(common)
     cell = selectors.get("cell")
     if cell in (None, "null"):
         cell = None
-    compose_cell(common, cell, int(selectors.get("seed", cfg.seed)))  # fail early on a bad cell or override
+    cell_cfg = compose_cell(common, cell, int(selectors.get("seed", cfg.seed)), base=cfg)
+    concepts = load_concepts(list(cell_cfg.concepts))  # every problem of every folder, one error
+    check_prompts({(tuple(cell_cfg.concepts), ""): cell_cfg.generate}, {tuple(cell_cfg.concepts): concepts})
+    check_evaluation(cell_cfg)
+    external_adapter_key(cell_cfg)  # adapter=external: the file exists and is a .safetensors file
+    sweep_dir = sweep_dir_of(cell_cfg)
+    root = RunDir.of(sweep_dir, cell_cfg.cell, cell_cfg.seed).root
+    print(f"lycobench: run {cell_cfg.cell} seed={cell_cfg.seed} -> {root}", file=sys.stderr)
     old = sys.argv
     sys.argv = ["lycobench", *overrides]
     try:
         hydra_entry()
     except SystemExit as e:
-        return int(e.code or 0)
+        if e.code not in (0, None):
+            return int(e.code) if isinstance(e.code, int) else 1
     finally:
         sys.argv = old
+    print(
+        f"lycobench: results: {root}\n"
+        f"  report: python -m lycobench report {sweep_dir}\n"
+        f"  status: python -m lycobench status {sweep_dir}"
+    )
     return 0
 
 

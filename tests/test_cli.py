@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import lycobench
+from conftest import ROOT, lycobench
 
 
 @pytest.mark.parametrize("command", ["sweep", "run", "report"])
@@ -44,3 +44,23 @@ def test_bad_concept_fails_before_any_compute(tmp_path):
 def test_report_of_a_non_sweep_folder(tmp_path):
     r = lycobench("report", str(tmp_path))
     assert r.returncode == 2 and "not a sweep folder" in r.stderr
+
+
+def test_run_on_a_bad_concept_lists_the_problems_without_a_traceback(tmp_path):
+    """`run` checks its inputs as `sweep` does: every problem, exit 2, nothing written, no traceback."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(ROOT / "concepts" / "examples" / "zq-star", bad)
+    (bad / "00.txt").unlink()
+    (bad / "01.txt").write_text("a photo of a toy\n")
+    r = lycobench("run", "sweep=smoke", f"results_dir={tmp_path / 'r'}", f"concepts=[{bad}]")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "2 problem(s)" in r.stderr
+    assert f"{bad / '00'}.*: image without caption" in r.stderr and f"{bad / '01.txt'}" in r.stderr
+    missing = tmp_path / "x" / "seed=1" / "a.safetensors"  # '=' in the path: quoted for Hydra
+    r = lycobench(
+        "run", "sweep=smoke", f"results_dir={tmp_path / 'r'}", "adapter=external", f"adapter.path={missing}"
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "needs an existing .safetensors" in r.stderr
+    assert not (tmp_path / "r").exists()

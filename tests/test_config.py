@@ -77,3 +77,17 @@ def test_the_world_studies_train_the_studied_concepts(sweep):
     from lycobench.world.concepts import studied_concepts
 
     assert sorted(compose([f"sweep={sweep}"]).concepts) == sorted(f"world:{n}" for n in studied_concepts())
+
+
+def test_a_path_with_an_equals_sign_is_quoted_for_hydra():
+    """The project's own folder names hold '=' (seed=23): Hydra's grammar refuses them unquoted."""
+    from lycobench.config import quote_overrides
+
+    path = "/r/quick/runs/lora/seed=23/checkpoints/step-80.safetensors"
+    quoted = quote_overrides([f"adapter.path={path}", "sweep=smoke", "hydra/launcher=local_parallel"])
+    assert quoted == [f"adapter.path='{path}'", "sweep=smoke", "hydra/launcher=local_parallel"]
+    cfg = compose(["sweep=smoke", "adapter=external", quoted[0]])
+    assert cfg.adapter.path == path
+    assert quote_overrides(quoted) == quoted  # quoted already: unchanged
+    with pytest.raises(ValueError, match=r"concepts=\['<a>','<b>'\]"):
+        quote_overrides(["concepts=[/data/set=1/dog]"])  # a list element is not guessed at: the fix is named
