@@ -225,18 +225,25 @@ def load(pipe, path: Path, adapter_cfg: dict, target_cfg: dict, multiplier: floa
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file; anything else is refused as bad input (cause ``data``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from .data import InputError
+
     path = Path(path)
     if path.suffix != ".safetensors":
-        raise ValueError(f"{path}: adapters are loaded only from .safetensors (pickles can run code)")
+        raise InputError([f"{path}: adapters are loaded only from .safetensors (pickles can run code)"])
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such adapter file")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path}: truncated or not a safetensors file ({e}); delete it and rerun") from None
+        raise InputError(
+            [
+                f"{path}: truncated or not a safetensors file ({e}); replace it (a checkpoint of a run: delete it and rerun)"
+            ]
+        ) from None
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -288,63 +295,46 @@ def _rename_transformers4_keys(sd: dict[str, torch.Tensor], text_encoder) -> dic
     }
 
 
-def _check_external_names(path: Path, part: str, module, own: dict) -> None:
-    """Every tensor must name a module of the model and belong to an algorithm LyCORIS knows (LyCORIS
-    itself skips unknown names silently and crashes on a module with half its tensors)."""
-    from lycoris.modules import get_module
-
-    prefix = PREFIXES[part]
-    known = {f"{prefix}_{name}".replace(".", "_") for name, _ in module.named_modules()}
-    names = sorted({k.split(".")[0] for k in own})
-    foreign = [n for n in names if n not in known]
-    if foreign:
-        raise ValueError(
-            f"{path}: {len(foreign)} module name(s) match no module of this {part} (e.g. {foreign[0]}): the "
-            "adapter was made for another model architecture or naming (lycobench reads diffusers/kohya names)"
-        )
-    unknown = [n for n in names if get_module(own, n)[0] is None]
-    if unknown:
-        keys = sorted(k for k in own if k.startswith(unknown[0] + "."))
-        raise ValueError(
-            f"{path}: the tensors of {len(unknown)} module(s) form no LyCORIS algorithm (e.g. {unknown[0]}: "
-            f"{', '.join(k.split('.', 1)[1] for k in keys)}); the file is incomplete or not a LyCORIS/kohya adapter"
-        )
-
-
 def load_external(pipe, path: Path) -> Adapter:
-    """A LyCORIS/kohya adapter trained elsewhere, built by LyCORIS's own loader; every tensor must land."""
+    """A LyCORIS/kohya adapter trained elsewhere, built by LyCORIS's own loader once every tensor passed the
+    checks of adapter_checks (all problems of the file in one InputError, cause ``data``)."""
+    from .adapter_checks import non_finite, part_problems
+    from .data import InputError
+
     lycoris = _lycoris()
     path = Path(path)
     sd = _rename_transformers4_keys(read_weights(path), pipe.text_encoder)
-    nets, used = {}, 0
-    for part, module in (("unet", pipe.unet), ("text_encoder", pipe.text_encoder)):
-        pre = PREFIXES[part] + "_"
-        own = {k: v for k, v in sd.items() if k.startswith(pre)}
+    parts = {"unet": pipe.unet, "text_encoder": pipe.text_encoder}
+    owns = {part: {k: v for k, v in sd.items() if k.startswith(PREFIXES[part] + "_")} for part in parts}
+    problems = non_finite(path, sd)
+    for part, own in owns.items():
+        if own:
+            problems += part_problems(path, part, PREFIXES[part], parts[part], own)
+    stray = sorted(k for k in sd if not k.startswith(tuple(p + "_" for p in PREFIXES.values())))
+    if stray:
+        problems.append(
+            f"{path}: {len(stray)} tensor(s) have neither the lora_unet_ nor the lora_te_ prefix (e.g. "
+            f"{stray[0]}): lycobench reads LyCORIS/kohya files for SD-style models"
+        )
+    if not sd:
+        problems.append(f"{path}: holds no tensors; pass the adapter file itself")
+    if problems:
+        raise InputError(problems)
+    nets = {}
+    for part, own in owns.items():
         if not own:
             continue
-        _check_external_names(path, part, module, own)
         # the loader maps module names with the class's LORA_PREFIX
         lycoris.LycorisNetwork.apply_preset(_preset({}, PREFIXES[part]))
         with lycoris_fixes.ia3_loadable():
-            net, _ = lycoris.create_lycoris_from_weights(1.0, str(path), module, weights_sd=own)
+            net, _ = lycoris.create_lycoris_from_weights(1.0, str(path), parts[part], weights_sd=own)
         net.apply_to()
-        loaded = set(net.state_dict())
-        unused = sorted(k for k in own if k not in loaded)
-        if unused:
+        unused = sorted(k for k in own if k not in set(net.state_dict()))
+        if unused:  # the checks above should have caught it: a gap in them, not the user's file
             raise ValueError(
-                f"{path}: {len(unused)} tensor(s) match no module of this {part} (e.g. {unused[0]}): the adapter "
-                "was made for another model architecture or naming (lycobench reads diffusers/kohya names)"
+                f"{path}: LyCORIS loaded no module for {len(unused)} tensor(s), e.g. {unused[0]}"
             )
         nets[part] = net
-        used += len(own)
-    if used != len(sd):
-        stray = sorted(k for k in sd if not k.startswith(tuple(p + "_" for p in PREFIXES.values())))
-        raise ValueError(
-            f"{path}: {len(sd) - used} tensor(s) have neither the lora_unet_ nor the lora_te_ prefix (e.g. "
-            f"{stray[0] if stray else '?'}): lycobench reads LyCORIS/kohya files for SD-style models"
-        )
-    if not nets:
-        raise ValueError(f"{path}: holds no adapter tensors")
     return Adapter(nets)
 
 

@@ -402,10 +402,16 @@ def adopt_external(cfg: DictConfig, checkpoint_path, log_path: Path, cache_dir: 
     pipe = load_pipeline(cfg.model, cache_dir)
     adapter = adapters.load_external(pipe, src)
     change = adapters.effect(pipe, adapter)
-    if max(change.values()) < MIN_EFFECT:
+    broken = sorted(part for part, c in change.items() if not math.isfinite(c))
+    if broken:  # finite weights can still overflow: every image would be black
+        raise AdapterHasNoEffect(
+            f"{src}: switching it on turns the {' and '.join(broken)} output into NaN or infinity; its "
+            "weights are far too large for this model (a diverged training): use an earlier checkpoint"
+        )
+    if not max(change.values()) >= MIN_EFFECT:
         raise AdapterHasNoEffect(
             f"{src}: loads, but switching it on changes nothing (largest output change {max(change.values()):.2g}); "
-            "its deltas are zero, or it was made for another model"
+            "its deltas are zero, or it was made for another model: check adapter.path"
         )
     meta = adapters.read_metadata(src)
     step = (

@@ -487,3 +487,46 @@ def test_bypass_forward_computes_the_same_function(tiny, algo):
         fresh(tiny), {**small(algo), "dora_wd": True}, conf("target", "attn-only"), False, 0
     )
     assert dora.set_bypass(True) == 0
+
+
+def test_an_external_file_is_checked_tensor_by_tensor_with_every_problem_at_once(tiny, tmp_path):
+    """NaN values, shapes that do not fit (by the LoRA rule, and by LyCORIS's own module for LoKr) and
+    names that match no module: one InputError (cause data) naming each tensor, before LyCORIS builds anything."""
+    from safetensors.torch import load_file, save_file
+
+    from lycobench.cell import classify
+    from lycobench.data import InputError
+
+    def saved(algo: str) -> dict:
+        adapter = adapters.attach(fresh(tiny), small(algo), conf("target", "attn-mlp"), True, seed=0)
+        adapters.save(adapter, tmp_path / f"{algo}.safetensors", {})
+        return load_file(str(tmp_path / f"{algo}.safetensors"))
+
+    sd = saved("lora")
+    downs = sorted(k for k in sd if k.endswith("lora_down.weight"))
+    sd[downs[0]] = torch.full_like(sd[downs[0]], float("nan"))
+    wide = sd[downs[1]]
+    sd[downs[1]] = torch.zeros(wide.shape[0], wide.shape[1] + 3)  # LyCORIS: a bare RuntimeError
+    up = next(k for k in sd if k.endswith("lora_up.weight") and k.startswith("lora_te_"))
+    sd[up.replace("lora_te_", "lora_te_zz_", 1)] = sd.pop(up)
+    save_file(sd, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(InputError) as e:
+        adapters.load_external(fresh(tiny), tmp_path / "bad.safetensors")
+    assert len(e.value.problems) == 4 and classify(e.value) == "data"
+    nan, names, incomplete, shape = e.value.problems
+    assert up.split(".")[0] in incomplete and "form no LyCORIS algorithm" in incomplete  # its up is gone
+    assert str(tmp_path / "bad.safetensors") in nan and downs[0] in nan and "NaN" in nan
+    name = downs[1].removesuffix(".lora_down.weight")
+    assert (
+        f"{name}.lora_down.weight (the model needs {list(wide.shape)}, the file has [{wide.shape[0]}, {wide.shape[1] + 3}])"
+        in shape
+    )
+    assert "match no module of this text_encoder" in names and "lora_te_zz_" in names
+
+    lokr = saved("lokr")  # no shape rule for LoKr: the module LyCORIS builds from the file decides
+    key = next(k for k in lokr if k.startswith("lora_unet_") and k.endswith("lokr_w2"))
+    lokr[key] = torch.zeros(*[d + 1 for d in lokr[key].shape])
+    save_file(lokr, str(tmp_path / "lokr-bad.safetensors"))
+    with pytest.raises(InputError, match=r"lokr_w2|do not fit its module") as e:
+        adapters.load_external(fresh(tiny), tmp_path / "lokr-bad.safetensors")
+    assert len(e.value.problems) == 1 and key.split(".")[0] in e.value.problems[0]

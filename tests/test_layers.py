@@ -12,7 +12,7 @@ LAYERS = {
     "stages": {"cell", "train", "generate", "evaluate"},
     "analysis": {"analysis", "report"},
     "parts": {
-        "models", "adapters", "lycoris_fixes", "data", "image_policy", "prompts", "attributes",
+        "models", "adapters", "adapter_checks", "lycoris_fixes", "data", "image_policy", "prompts", "attributes",
         "metric_encoders", "metrics", "metric_validity",
     },
     "sources": {"world"},

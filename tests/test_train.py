@@ -298,6 +298,29 @@ def test_external_adapter_without_effect_is_refused(cache, tmp_path):
         run(compose(["sweep=smoke", "adapter=external"]), tmp_path, cache)
 
 
+def test_external_adapter_with_nan_or_overflowing_weights_is_refused(trained, cache, tmp_path):
+    """NaN passed the old no-effect check (NaN < 1e-6 is false) and every image came out black."""
+    from safetensors.torch import load_file, save_file
+
+    from lycobench.cell import classify
+    from lycobench.data import InputError
+
+    sd = load_file(str(trained["saved"][4]))
+    key = sorted(k for k in sd if k.endswith("lora_up.weight"))[0]
+    nan = {**sd, key: torch.full_like(sd[key], float("nan"))}
+    save_file(nan, str(tmp_path / "nan.safetensors"))
+    cfg = compose(["sweep=smoke", "adapter=external", f"adapter.path={tmp_path / 'nan.safetensors'}"])
+    with pytest.raises(InputError, match=f"NaN or infinite values \\({key}\\)") as e:
+        run(cfg, tmp_path / "a", cache)
+    assert classify(e.value) == "data" and not (tmp_path / "a" / "checkpoints").exists()
+    huge = {k: v * 1e30 if "lora_" in k and k.endswith("weight") else v for k, v in sd.items()}
+    save_file(huge, str(tmp_path / "huge.safetensors"))  # finite, but the output overflows
+    cfg = compose(["sweep=smoke", "adapter=external", f"adapter.path={tmp_path / 'huge.safetensors'}"])
+    with pytest.raises(T.AdapterHasNoEffect, match="NaN or infinity") as e:
+        run(cfg, tmp_path / "b", cache)
+    assert classify(e.value) == "data"
+
+
 @pytest.mark.slow
 def test_run_command_with_an_external_adapter(trained, tmp_path, cli):
     """The whole cell through the CLI: adopt, generate, evaluate (about a minute on 2 busy cores)."""
