@@ -89,8 +89,8 @@ def metric_specs(evaluate_cfg: DictConfig | dict) -> list[Spec]:
 
 
 def oracle_leaf(leaf: Leaf) -> str:
-    """A leaf as the world oracle names it: 'name' or 'name/sub-class'."""
-    return leaf.concept if leaf.subclass is None else f"{leaf.concept}/{leaf.subclass}"
+    """A leaf as the world oracle names it: 'name' or 'name.sub-class' (lycobench.world.concepts.leaf_names)."""
+    return leaf.name
 
 
 def _words(prompt: str) -> set[str]:
@@ -151,6 +151,12 @@ class Inputs:
         if "pred" not in self._memo:
             self._memo["pred"] = self.encoders["oracle"].decode(self.features("oracle"))
         return self._memo["pred"]
+
+    def oracle_knows(self, leaf: Leaf) -> bool:
+        """Whether the oracle has a class for ``leaf``: only the world's concepts have one, so a user's
+        concept gets no detection or leakage rate (a 0 would read as "not learned")."""
+        oracle = getattr(self.encoders.get("oracle"), "oracle", None)
+        return oracle is not None and oracle_leaf(leaf) in oracle.classes.get("leaf", ())
 
     def expected(self) -> list[dict]:
         if "expected" not in self._memo:
@@ -223,9 +229,13 @@ def _oracle(spec: Spec, x: Inputs, idx: np.ndarray, leaf: Leaf) -> list[tuple[st
     """Oracle metrics that read a selection of the set, decided by the prompts."""
     pred, fn, name = x.predictions(), spec.metric.fn, spec.metric.name
     if name == "concept_detection":  # images whose prompt names this leaf
+        if not x.oracle_knows(leaf):
+            return []
         sel = [i for i in idx if x.has_leaf_trigger[i]]
         args = ([pred[i]["leaf"] for i in sel], oracle_leaf(leaf))
     elif name == "concept_leakage":  # images whose prompt names no trained concept
+        if not all(x.oracle_knows(lf) for lf in x.leaves.values()):
+            return []  # a leaf it cannot see would be missed: a rate that undercounts
         sel = [i for i in idx if x.concept_category[i] is None]
         args = ([pred[i]["leaf"] for i in sel], {oracle_leaf(lf) for lf in x.leaves.values()})
     elif name == "attribute_accuracy":  # images whose prompt asks for some attribute

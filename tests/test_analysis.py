@@ -421,3 +421,20 @@ def test_best_checkpoint_of_a_single_checkpoint_has_no_rank_and_no_crash():
     assert best.loc["ext", "best_epoch"] == 1.0 and pd.isna(best.loc["ext", "balanced"])
     two = crit_frame({("x", 1.0): {"fidelity": np.nan}, ("x", 2.0): {"fidelity": np.nan}})
     assert pd.isna(an.best_checkpoints(two).set_index("cell").loc["x", "best_epoch"])
+
+
+def test_a_leaf_the_oracle_has_no_class_for_is_named_not_scored_as_unlearned():
+    """A user's concept: the oracle read its images (attribute rows) but rated no detection."""
+    world = detection_rows({("a", 1, 10): 0.9}, "bear").assign(encoder="world-oracle")
+    mine = world.assign(leaf="my-toy", metric="attribute_accuracy")
+    raw = pd.concat([world, mine, mine.assign(metric="image_similarity", encoder="world-clip")])
+    assert an.leaves_without_oracle(raw) == ["my-toy"]
+    assert (
+        list(an.concept_learning(raw)["leaf"]) == ["bear"]
+        and an.learning_warning(an.concept_learning(raw)) is None
+    )
+    assert (
+        "No oracle for this concept: my-toy" in an.no_oracle_note(["my-toy"])
+        and an.no_oracle_note([]) is None
+    )
+    assert an.leaves_without_oracle(raw[raw["encoder"] != "world-oracle"]) == []  # no oracle at all: no claim

@@ -242,6 +242,47 @@ def test_oracle_metrics_with_the_shipped_oracle_on_rendered_images(world_sweep):
     assert df[0, "shroom", "agnostic", "attribute_accuracy"] >= 0.8, "renders show what their captions say"
 
 
+def test_the_oracle_rates_only_leaves_it_has_a_class_for(world_sweep, tmp_path):
+    """A user's concept (no class in the world oracle) gets no detection or leakage row, not a 0 that reads as
+    "not learned"; a world sub-class leaf is named as the oracle names it ('lumi.brel', not 'lumi/brel')."""
+    images, leaves, root = world_sweep
+    cfg = config(metrics=["concept_detection", "concept_leakage", "attribute_accuracy"])
+    cfg.encoders.oracle = {"kind": "oracle", "path": "lycobench/world/weights/oracle.safetensors"}
+    mine = [replace(lf, concept="my-toy") if lf.concept == "shroom" else lf for lf in leaves]
+    renamed = images.assign(leaf=images["leaf"].replace({"shroom": "my-toy"}))
+    df = pd.DataFrame(evaluate(cfg, renamed, mine, root))
+    assert not len(df[(df["metric"] == "concept_detection") & (df["leaf"] == "my-toy")])
+    assert len(df[(df["metric"] == "concept_detection") & (df["leaf"] == "cartoon")])  # a world leaf: rated
+    assert "concept_leakage" not in set(df["metric"])  # the toy could leak unseen: no undercounting rate
+    assert len(
+        df[(df["metric"] == "attribute_accuracy") & (df["leaf"] == "my-toy")]
+    )  # shapes, colours: rated
+
+    export(tmp_path / "concepts", ["lumi"], size=32)
+    brel = next(
+        lf for lf in all_leaves(load_concepts([str(tmp_path / "concepts" / "lumi")])) if lf.subclass == "brel"
+    )
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        rel = f"runs/x/seed=1/images/step-10/lumi.brel/trigger/0-{i}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        scene = concept_scene(world_concepts()["lumi"], "brel", rng)
+        Image.fromarray(render_batch([scene], 32)[0]).save(root / rel)
+    rows = [dict(step=10, leaf="lumi.brel", prompt_type="trigger", prompt_id=0, index=i, prompt=brel.descriptor,
+                 seed=1000 + i, path=f"runs/x/seed=1/images/step-10/lumi.brel/trigger/0-{i}.png") for i in range(4)]  # fmt: skip
+    det_cfg = config(metrics=["concept_detection"])
+    det_cfg.encoders.oracle = cfg.encoders.oracle
+    det = pd.DataFrame(
+        evaluate(
+            det_cfg,
+            pd.DataFrame(rows),
+            [brel],
+            root,
+        )
+    )
+    assert det["value"].iloc[0] >= 0.75, "rendered lumi in its brel outfit is seen"
+
+
 # --- validity ---------------------------------------------------------------------------------------------
 
 

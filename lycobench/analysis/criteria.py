@@ -141,6 +141,25 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     return pd.DataFrame(rows, columns=cols)
 
 
+def leaves_without_oracle(raw: pd.DataFrame) -> list[str]:
+    """Leaves the oracle read (it has rows for them) but has no class for: a user's concept, which the world
+    oracle cannot detect; evaluate leaves out its detection instead of storing 0."""
+    oracle = raw[raw["encoder"].astype(str).str.endswith("oracle")]
+    detected = set(oracle.loc[oracle["metric"] == "concept_detection", "leaf"])
+    return sorted(set(oracle["leaf"]) - detected)
+
+
+def no_oracle_note(leaves: list[str] | None) -> str | None:
+    """The report's sentence for ``leaves_without_oracle``."""
+    if not leaves:
+        return None
+    return (
+        f"No oracle for this concept: {', '.join(leaves)}. The world oracle knows only the embedded world's "
+        "concepts, so concept detection and leakage are left out for it (not 0); image similarity and the "
+        "other encoder metrics measure its fidelity."
+    )
+
+
 def learning_warning(learning: pd.DataFrame, learned: float = LEARNED) -> str | None:
     """One sentence when some leaf was learned by no checkpoint, or by fewer than half of them."""
     if learning.empty:

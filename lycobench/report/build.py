@@ -172,6 +172,7 @@ def analyse(
         "alarms": alarms,
         "learning": learning,
         "learning_warning": an.learning_warning(learning),
+        "no_oracle": an.leaves_without_oracle(raw),
         "figures": [],  # (section, title, path under report/, caption, note)
         "skipped": [],  # (section, title, why)
     }

@@ -11,7 +11,15 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from ..analysis import CATBOOST_PARAMS, EXTRA, LEARNED, OVERFIT_TOL, R2_RELIABLE, scatter_pairs_for
+from ..analysis import (
+    CATBOOST_PARAMS,
+    EXTRA,
+    LEARNED,
+    OVERFIT_TOL,
+    R2_RELIABLE,
+    no_oracle_note,
+    scatter_pairs_for,
+)
 from .gallery import gallery_css, grids_section
 from .headline import executive_summary, provenance_block, ranking
 from .html_parts import anchor, ci, fmt, table
@@ -104,10 +112,13 @@ def render(
 
 def _learning(result: dict) -> str:
     t = result.get("learning")
+    missing = no_oracle_note(result.get("no_oracle"))
     if t is None or t.empty:
-        return "<p class='note'>Needs the oracle (world sweeps, <code>encoders=world</code>).</p>"
+        return f"<p class='note'>{escape(missing)}</p>" if missing else (
+            "<p class='note'>Needs the oracle (world sweeps, <code>encoders=world</code>).</p>")  # fmt: skip
     return (
-        "<p>Per leaf, the oracle's concept detection on the trigger prompts: the median and best over every "
+        (f"<p class='note'>{escape(missing)}</p>" if missing else "")
+        + "<p>Per leaf, the oracle's concept detection on the trigger prompts: the median and best over every "
         "trained checkpoint (and which one was best), the share of checkpoints that learned the leaf (detection "
         f"&ge; {LEARNED:.0%}), and the median at each run's last checkpoint; <i>images</i>: trigger images "
         "behind one rate (with few, a single checkpoint's rate is noisy) "

@@ -51,11 +51,16 @@ def markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
         ]
         md.append("\n## Ranking of the algorithms per criterion (Table 1 style; rank 1 = best)\n\n")
         md.append(markdown(pd.DataFrame(rows)))
-    if result is not None and len(result["learning"]):
+    if result is not None and (len(result["learning"]) or result.get("no_oracle")):
+        from ..analysis import no_oracle_note
+
         md.append("\n## Were the concepts learned? (oracle concept detection on trigger prompts)\n\n")
+        if result.get("no_oracle"):
+            md.append(f"{no_oracle_note(result['no_oracle'])}\n\n")
         if result["learning_warning"]:
             md.append(f"**Warning:** {result['learning_warning']}\n\n")
-        md.append(markdown(result["learning"], ".3g"))
+        if len(result["learning"]):
+            md.append(markdown(result["learning"], ".3g"))
     md.append("\n## Metrics (mean over leaves, mean and std over seeds; step 0 = base model)\n\n")
     md.append(markdown(summary) if len(summary) else "no finished runs yet\n")
     return "".join(md)
