@@ -19,6 +19,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = PROJECT_ROOT / "conf"
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 CONCEPTS_DIR = PROJECT_ROOT / "concepts"
+def user_cache_dir() -> Path:
+    """lycobench's own cache outside any results folder (world concepts exported to folder form):
+    $LYCOBENCH_CACHE, else $XDG_CACHE_HOME/lycobench, else ~/.cache/lycobench; never the source tree (an
+    installed package's is site-packages)."""
+    import os
+
+    if os.environ.get("LYCOBENCH_CACHE"):
+        return Path(os.environ["LYCOBENCH_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "lycobench"
+
+
 GROUPS = ("model", "adapter", "target", "train", "generate", "evaluate", "encoders", "sweep")
 # Overrides that select the cell rather than configure it.
 CELL_KEYS = ("cell", "seed")

@@ -146,3 +146,17 @@ def test_two_concepts_with_one_trigger_are_refused(tmp_path):
         Image.open(p).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(p)
     with pytest.raises(InputError, match="trigger 'zqx' is used by more than one concept"):
         load_concepts([str(a), str(b)])
+
+
+def test_world_concepts_are_exported_to_the_user_cache_not_the_source_tree(tmp_path, monkeypatch):
+    """An installed package's source tree is site-packages: exports go to $LYCOBENCH_CACHE (else XDG)."""
+    from lycobench.config import PROJECT_ROOT, user_cache_dir
+    from lycobench.data import resolve_concept_path
+
+    monkeypatch.setenv("LYCOBENCH_CACHE", str(tmp_path / "c"))
+    folder = resolve_concept_path("world:bear")
+    assert folder.is_relative_to(tmp_path / "c" / "world-concepts") and (folder / "concept.yaml").is_file()
+    assert not folder.is_relative_to(PROJECT_ROOT)
+    monkeypatch.delenv("LYCOBENCH_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_dir() == tmp_path / "xdg" / "lycobench"

@@ -106,7 +106,8 @@ def contact_sheet(root: Path | str, out: Path | str, per_row: int = 12, scale: i
 
 
 def exported(name: str, size: int = 64) -> Path:
-    """The concept folder of world concept ``name``, exported once into a content-addressed cache.
+    """The concept folder of world concept ``name``, exported once into a content-addressed cache under
+    the user's cache directory (config.user_cache_dir).
 
     The cache key covers the concept's YAML and the world's code, so an edited concept or renderer gives a
     new folder; training reads only the folder form, as for a user's concept.
@@ -115,7 +116,7 @@ def exported(name: str, size: int = 64) -> Path:
     import shutil
     import tempfile
 
-    from ..config import CONCEPTS_DIR, PROJECT_ROOT
+    from ..config import CONCEPTS_DIR, user_cache_dir
 
     concepts = load_concepts()
     if name not in concepts:
@@ -124,7 +125,7 @@ def exported(name: str, size: int = 64) -> Path:
     for src in sorted(Path(__file__).parent.glob("*.py")):
         h.update(src.read_bytes())
     h.update(str(size).encode())
-    cache = PROJECT_ROOT / ".cache" / "world-concepts" / h.hexdigest()[:16]
+    cache = user_cache_dir() / "world-concepts" / h.hexdigest()[:16]
     folder = cache / name
     if (folder / "concept.yaml").is_file():  # written last by export_concept
         return folder
