@@ -287,7 +287,7 @@ def _leaf_items(leaf: Leaf, folder: Path, root: Path, report: Report, seen: dict
             seen[digest] = p
         if caption is None or digest is None or any(kind == "problem" for kind, _ in findings):
             continue
-        if leaf.trigger and leaf.trigger not in caption.split(",")[0].split():
+        if leaf.trigger and caption.split()[0].rstrip(",") != leaf.trigger:  # prompts are built on that
             report.problems.append(
                 f"{p.with_suffix('.txt')}: caption does not start with the trigger word {leaf.trigger!r}; "
                 f"begin it with '{leaf.descriptor}'"

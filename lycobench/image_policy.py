@@ -1,9 +1,9 @@
 """How training images are read: the image policy, and the check of one image file.
 
 Image policy (``to_rgb``): the EXIF orientation is applied; transparency (RGBA, LA, PA, P with a
-transparent colour) is composited on white; 16-bit and 32-bit greyscale is scaled to 8 bits
-(65535 -> 255); every other mode (L, 1, P, CMYK, YCbCr, ...) is converted by PIL. The file's content
-decides its format, not its extension.
+transparent colour) is composited on white; 16-bit greyscale is scaled to 8 bits by its bit depth
+(65535 -> 255, whatever the largest value), float greyscale is clipped to 0-255; every other mode
+(L, 1, P, CMYK, YCbCr, ...) is converted by PIL. The file's content decides its format, not its extension.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FORMAT_OF_EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 MIN_SIDE = 16
 MAX_ASPECT = 3.0  # training centre-crops a square: beyond 3:1 it keeps less than a third of the image
-IMAGE_POLICY = "rgb-v1: exif transpose; alpha on white; 16-bit scaled to 8-bit; other modes by PIL"
+IMAGE_POLICY = "rgb-v2: exif transpose; alpha on white; 16-bit scaled to 8-bit by bit depth; other modes by PIL"
 
 Finding = tuple[str, str]  # ("problem" | "warning" | "note", one line naming the file and the fix)
 
@@ -28,8 +28,8 @@ def to_rgb(im):
     im = ImageOps.exif_transpose(im)
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
-        if arr.max(initial=0) > 255:  # 16-bit data (PNG greyscale-16 opens as I;16 or I)
-            arr = arr / 257.0
+        if im.mode != "F":  # 16-bit data by the file's bit depth, whatever its values (PNG greyscale-16
+            arr = arr / 257.0  # opens as I;16 or I): 200 of 65535 is dark, not 8-bit 200
         im = Image.fromarray(np.clip(arr.round(), 0, 255).astype(np.uint8), "L")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")

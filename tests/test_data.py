@@ -160,3 +160,24 @@ def test_world_concepts_are_exported_to_the_user_cache_not_the_source_tree(tmp_p
     monkeypatch.delenv("LYCOBENCH_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert user_cache_dir() == tmp_path / "xdg" / "lycobench"
+
+
+def test_a_caption_must_start_with_the_trigger(tmp_path):
+    """The docs' rule: the trigger in the middle ("a photo of zqx toy") is refused, naming the file."""
+    d = example(tmp_path)
+    (d / "00.txt").write_text("a photo of zqx toy, white background\n")
+    (d / "01.txt").write_text("zqx, toy on blue\n")  # the trigger first, a comma after it: fine
+    with pytest.raises(InputError) as e:
+        load_concepts([str(d)])
+    assert len(e.value.problems) == 1 and str(d / "00.txt") in e.value.problems[0]
+    assert "does not start with the trigger word 'zqx'" in e.value.problems[0]
+
+
+def test_16_bit_greyscale_is_scaled_by_its_bit_depth_not_its_values(tmp_path):
+    """A 16-bit PNG whose values stay below 256 is dark (200/65535), not read as 8-bit 200 (bright)."""
+    arr = np.full((32, 32), 200, np.uint16)
+    Image.fromarray(arr).save(tmp_path / "dark.png")
+    with Image.open(tmp_path / "dark.png") as im:
+        assert im.mode.startswith("I")  # opened as 16-bit
+        rgb = np.asarray(to_rgb(im))
+    assert rgb.max() == round(200 / 257)
