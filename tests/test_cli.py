@@ -64,3 +64,44 @@ def test_run_on_a_bad_concept_lists_the_problems_without_a_traceback(tmp_path):
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "needs an existing .safetensors" in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_run_refusing_an_adapter_file_records_cause_data_and_prints_one_line(tmp_path):
+    """A NaN adapter is refused before any image: FAILED says cause data and the key, `run` prints that line
+    (no traceback) and exits 1, `status` shows it."""
+    import torch
+    from omegaconf import OmegaConf
+    from safetensors.torch import save_file
+
+    from lycobench import adapters
+    from lycobench.config import compose
+    from lycobench.models import load_pipeline
+
+    cfg = compose(["sweep=smoke"])
+    pipe = load_pipeline(cfg.model, tmp_path / "cache")
+    net = adapters.attach(
+        pipe, OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), True, 0
+    )
+    sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    key = sorted(k for k in sd if k.endswith("lora_up.weight"))[0]
+    sd[key][0] = float("nan")
+    save_file(sd, str(tmp_path / "nan.safetensors"))
+    r = lycobench(
+        "run",
+        "sweep=smoke",
+        f"results_dir={tmp_path / 'r'}",
+        "adapter=external",
+        f"adapter.path={tmp_path / 'nan.safetensors'}",
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert (
+        f"lycobench: error: {tmp_path / 'nan.safetensors'}: 1 tensor(s) hold NaN" in r.stderr
+        and key in r.stderr
+    )
+    (failed,) = (tmp_path / "r" / "smoke" / "runs").glob("custom-external-*/seed=23/FAILED")
+    assert failed.read_text().startswith("cause: data\nerror: ") and not (failed.parent / "images").exists()
+    status = lycobench("status", str(tmp_path / "r" / "smoke"))
+    assert (
+        status.returncode == 1
+        and f"data: {tmp_path / 'nan.safetensors'}: 1 tensor(s) hold NaN" in status.stdout
+    )
