@@ -69,7 +69,6 @@ def test_run_on_a_bad_concept_lists_the_problems_without_a_traceback(tmp_path):
 def test_run_refusing_an_adapter_file_records_cause_data_and_prints_one_line(tmp_path):
     """A NaN adapter is refused before any image: FAILED says cause data and the key, `run` prints that line
     (no traceback) and exits 1, `status` shows it."""
-    import torch
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
