@@ -19,6 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = PROJECT_ROOT / "conf"
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 CONCEPTS_DIR = PROJECT_ROOT / "concepts"
+
+
 def user_cache_dir() -> Path:
     """lycobench's own cache outside any results folder (world concepts exported to folder form):
     $LYCOBENCH_CACHE, else $XDG_CACHE_HOME/lycobench, else ~/.cache/lycobench; never the source tree (an

@@ -15,7 +15,9 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FORMAT_OF_EXT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 MIN_SIDE = 16
 MAX_ASPECT = 3.0  # training centre-crops a square: beyond 3:1 it keeps less than a third of the image
-IMAGE_POLICY = "rgb-v2: exif transpose; alpha on white; 16-bit scaled to 8-bit by bit depth; other modes by PIL"
+IMAGE_POLICY = (
+    "rgb-v2: exif transpose; alpha on white; 16-bit scaled to 8-bit by bit depth; other modes by PIL"
+)
 
 Finding = tuple[str, str]  # ("problem" | "warning" | "note", one line naming the file and the fix)
 
