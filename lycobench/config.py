@@ -19,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = PROJECT_ROOT / "conf"
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 CONCEPTS_DIR = PROJECT_ROOT / "concepts"
+FINDINGS_DIR = PROJECT_ROOT / "findings"  # the paper's claims every report tests
 
 
 def user_cache_dir() -> Path:

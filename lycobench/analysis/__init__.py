@@ -10,8 +10,9 @@ column separately. *Scopes* are the paper's aggregation levels: leaf (sub-class)
 category, and ``all`` (the mean over categories, a lycobench addition; the paper never averages across
 categories).
 
-Modules: columns (vocabulary), scores, configs, criteria, pareto, shap; this package exports their
-public names.
+Modules: columns (vocabulary), scores, configs, criteria, pareto, shap, null_check (the planted null
+behind every SHAP fit), verdicts (the statistics of a verdict), findings (the paper's claims tested),
+table1_check (Table 1 against the paper's); this package exports their public names.
 """
 
 from .columns import (
@@ -52,6 +53,8 @@ from .criteria import (
     table1,
     table1_configs,
 )
+from .findings import Claim, findings_table, headline, load_claims
+from .null_check import BEAT_SHARE, N_REFITS, NULL
 from .pareto import (
     MAP_SIZE,
     cluster_order,
@@ -67,10 +70,12 @@ from .shap import (
     CATBOOST_PARAMS,
     CURVE_EXTRAS,
     FEATURES,
+    FIT_FEATURES,
     MIN_ROWS,
     R2_RELIABLE,
     SHAP_TARGETS,
     ShapResult,
+    attribution_table,
     curve_columns,
     fit_shap,
     seed_folds,
@@ -78,6 +83,8 @@ from .shap import (
     shap_table,
     shap_targets,
 )
+from .table1_check import load_table1, table1_agreement, table1_roles
+from .verdicts import VERDICTS, agreement, kendall_tau, t_interval, tau_bootstrap, verdict
 
 __all__ = [
     "ID",
@@ -129,6 +136,11 @@ __all__ = [
     "cluster_order",
     "MAP_SIZE",
     "FEATURES",
+    "FIT_FEATURES",
+    "NULL",
+    "N_REFITS",
+    "BEAT_SHARE",
+    "attribution_table",
     "CAT_FEATURES",
     "CATBOOST_PARAMS",
     "R2_RELIABLE",
@@ -142,4 +154,17 @@ __all__ = [
     "seed_folds",
     "fit_shap",
     "shap_table",
+    "Claim",
+    "load_claims",
+    "findings_table",
+    "headline",
+    "load_table1",
+    "table1_roles",
+    "table1_agreement",
+    "VERDICTS",
+    "t_interval",
+    "verdict",
+    "kendall_tau",
+    "tau_bootstrap",
+    "agreement",
 ]

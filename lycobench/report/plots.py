@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..analysis import FEATURES, ShapResult
+from ..analysis import FIT_FEATURES, NULL, ShapResult
 from ..store import atomic_write_bytes
 
 # The paper's colours for the algorithms (LoRA blue, LoHa purple, LoKr purple-red, native red).
@@ -87,23 +87,31 @@ def _swarm_offsets(x: np.ndarray, width: float = 0.38, nbins: int = 40) -> np.nd
 
 
 def beeswarm(res: ShapResult, title: str, path: Path) -> None:
-    """The paper's summary plot (sort=False, features in the paper's order, top to bottom); categorical
-    features coloured by category (legend), numeric ones from low (blue) to high (red), NaN grey."""
+    """The paper's summary plot (sort=False, features in the paper's order, top to bottom), then the
+    planted null below a dashed line; categorical features coloured by category (legend), numeric ones
+    from low (blue) to high (red), NaN grey. A feature whose importance does not beat the null is drawn
+    grey, its label saying why (null_check)."""
     if res.shap is None:
         raise Skip(res.note)
     import matplotlib.colors
 
-    fig = Figure(figsize=(7.6, 4.4))
+    fig = Figure(figsize=(7.6, 4.8))
     ax = fig.add_subplot()
     cmap = matplotlib.colors.LinearSegmentedColormap.from_list("shap", ["#008bfb", "#7a3bd0", "#ff0052"])
     handles = {}
-    n = len(FEATURES)
-    for i, feat in enumerate(FEATURES):
+    feats = [f for f in FIT_FEATURES if f in res.X.columns][: res.shap.shape[1]]
+    att = {a["feature"]: a for a in res.attribution}
+    labels = []
+    n = len(feats)
+    for i, feat in enumerate(feats):
         yrow = n - 1 - i
         x = res.shap[:, i]
         y = yrow + _swarm_offsets(x)
         vals = res.X[feat]
-        if feat in ("Algorithm", "Trained Layers"):
+        grey = feat in att and not att[feat]["real"]
+        if grey:
+            cols = ["#c8c8c8"] * len(x)
+        elif feat in ("Algorithm", "Trained Layers"):
             palette = ALGO_COLOURS if feat == "Algorithm" else TARGET_COLOURS
             cols = [colour_of(v, palette) for v in vals]
             for v in sorted(set(vals)):
@@ -115,8 +123,13 @@ def beeswarm(res: ShapResult, title: str, path: Path) -> None:
             t = np.where(ok, (v - lo) / (hi - lo) if hi > lo else 0.5, 0.5)
             cols = [cmap(ti) if oki else "#bbbbbb" for ti, oki in zip(t, ok)]
         ax.scatter(x, y, c=cols, s=14, alpha=0.85, linewidths=0)
+        labels.append(feat + (f"\n({_short(att[feat])})" if grey else ""))
+    if NULL in feats:
+        ax.axhline(n - 1 - feats.index(NULL) + 0.5, color="#888888", lw=0.8, ls="--")
     ax.axvline(0, color="#888888", lw=0.8)
-    ax.set_yticks(range(n), list(reversed(FEATURES)))
+    ax.set_yticks(range(n), list(reversed(labels)), fontsize=8)
+    for tick, label in zip(ax.get_yticklabels(), reversed(labels)):
+        tick.set_color("#999999" if "\n(" in label else "#000000")
     ax.set_xlabel("SHAP value (effect on the normalised score)")
     flag = "" if res.reliable else "  [UNRELIABLE]"
     r2 = f"R² cv {res.r2_cv:.2f} ({res.n_folds}-fold by seed), train {res.r2_train:.2f}, n={len(res.y)}"
@@ -126,9 +139,24 @@ def beeswarm(res: ShapResult, title: str, path: Path) -> None:
     legend = [Line2D([], [], ls="", marker="o", color=c, label=k) for k, c in handles.items()]
     legend.append(Line2D([], [], ls="", marker="o", color=cmap(0.0), label="numeric: low"))
     legend.append(Line2D([], [], ls="", marker="o", color=cmap(1.0), label="numeric: high"))
+    legend.append(Line2D([], [], ls="", marker="o", color="#c8c8c8", label="not above the null"))
     ax.legend(handles=legend, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    margins(fig, left=1.3, right=2.3, top=0.7, bottom=0.55)
+    margins(fig, left=1.5, right=2.3, top=0.7, bottom=0.55)
     save(fig, path)
+
+
+def _short(att: dict) -> str:
+    """A few words for a greyed-out feature's label; the full reason is in shap/importance.csv."""
+    why = att["reason"]
+    if att["feature"] == NULL:
+        return "the line to beat"
+    if why.startswith("not varied"):
+        return "not varied"
+    if "unreliable" in why or "R^2" in why:
+        return "model unreliable"
+    if att.get("refits"):
+        return f"beats null {att['beats_null'] or 0}/{att['refits']}"
+    return "not above null"
 
 
 # --- scatter panels and Pareto fronts --------------------------------------------------------------

@@ -52,6 +52,8 @@ def shap_models(scores, configs, out: Path, cache: Cache, result: dict):
         result["figures"].append(("SHAP", title, f"{name}.png", _r2_caption(res), res.note))
     table = an.shap_table(results)
     cache.table("shap/summary.csv", table.to_csv(index=False, float_format="%.6g"))
+    result["attribution"] = an.attribution_table(results)
+    cache.table("shap/importance.csv", result["attribution"].to_csv(index=False, float_format="%.6g"))
     return table
 
 
@@ -99,6 +101,7 @@ def _dump_shap(res) -> str:
         "n": res.n,
         "note": res.note,
         "expected": num(res.expected),
+        "attribution": res.attribution,
     }
     if res.shap is not None:
         obj["X"] = {c: [num(v) for v in res.X[c].tolist()] for c in res.X.columns}
@@ -121,6 +124,7 @@ def _load_shap(path: Path):
     res.r2_cv = nan if obj["r2_cv"] is None else obj["r2_cv"]
     res.n_folds, res.note, res.n = obj["n_folds"], obj["note"], obj.get("n", 0)
     res.expected = nan if obj.get("expected") is None else obj["expected"]
+    res.attribution = obj.get("attribution", [])
     if "shap" in obj:
         res.X = pd.DataFrame(obj["X"])
         for c in res.X.columns:
