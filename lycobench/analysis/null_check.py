@@ -59,21 +59,33 @@ def refit_importances(
     run_of_row: np.ndarray,
     cell_of_row: np.ndarray,
     null_col: int,
-    n_refits: int = N_REFITS,
+    candidates: np.ndarray | None = None,
+    n_refits: int | None = None,
     share: float = BEAT_SHARE,
 ) -> np.ndarray:
     """Mean |SHAP| per feature on bootstrap refits: ``fit(rows, null levels)`` fits the model on those
-    rows with that null and returns its importance per feature. Stops early once no feature can still
-    reach the bar (each has lost more refits than the bar allows): a model without a real factor costs a
-    refit or two. Returns a (refits done x features) array."""
+    rows with that null and returns its importance per feature. ``candidates``: the features that beat
+    the null in the main fit (the only ones that can be real; default all). Refits stop as soon as no
+    candidate can still reach the bar, and none are made without a candidate. Returns a (refits done x
+    features) array."""
+    n_refits = n_refits or N_REFITS
+    alive = None if candidates is None else np.asarray(candidates, bool).copy()
+    if alive is not None:
+        alive[null_col] = False
+        if not alive.any():
+            return np.zeros((0, len(alive)))
     allowed = n_refits - int(np.ceil(share * n_refits))  # losses a real factor may have
     out = []
     for b in range(n_refits):
         idx, ids = resample_runs(run_of_row, cell_of_row, b + 1)
         out.append(fit(idx, planted_null(ids, b + 1)))
-        losses = (np.array(out) <= np.array(out)[:, [null_col]]).sum(0)
-        losses[null_col] = allowed + 1
-        if (losses > allowed).all():
+        arr = np.array(out)
+        losses = (arr <= arr[:, [null_col]]).sum(0)
+        still = losses <= allowed
+        still[null_col] = False
+        if alive is not None:
+            still &= alive
+        if not still.any():
             break
     return np.array(out)
 
@@ -85,10 +97,11 @@ def attribution(
     refits: np.ndarray | None,
     unreliable: str = "",
     share: float = BEAT_SHARE,
-    n_refits: int = N_REFITS,
+    n_refits: int | None = None,
 ) -> list[dict]:
     """Per feature: its importance, its rank, how many refits it beat the null in, whether it counts
     as real and, when not, why. ``unreliable``: why the whole model is not to be read (then no refits)."""
+    n_refits = n_refits or N_REFITS
     null = features.index(NULL)
     order = np.argsort(-main_imp, kind="stable")
     rank = np.empty(len(features), int)

@@ -186,7 +186,9 @@ def fit_shap(rows: pd.DataFrame, category: str, column: dict) -> ShapResult:
             first = ~key.duplicated().to_numpy()
             weights = key.map(key.value_counts()).to_numpy()[first]
             full = m.get_feature_importance(
-                Pool(Xb[first], cat_features=CAT_FEATURES), type="ShapValues", thread_count=1
+                Pool(Xb[first], cat_features=CAT_FEATURES),
+                type="ShapValues",
+                thread_count=1,
             )
             return importance(
                 _fold_native(full[:, :-1], (Xb["Algorithm"] == NATIVE).to_numpy()[first]), weights
@@ -195,7 +197,9 @@ def fit_shap(rows: pd.DataFrame, category: str, column: dict) -> ShapResult:
         run_ids = np.array([f"{c}/{sd}" for c, sd in runs])
         cells = rows["cell"].astype(str).to_numpy()
         try:
-            refits = refit_importances(refit, run_ids, cells, FIT_FEATURES.index(NULL))
+            main = importance(phi)
+            candidates = (main > main[FIT_FEATURES.index(NULL)]) & (res.X.nunique().to_numpy() > 1)
+            refits = refit_importances(refit, run_ids, cells, FIT_FEATURES.index(NULL), candidates)
         except CatBoostError as e:
             res.note = f"CatBoost could not refit: {str(e).splitlines()[0]}"
     res.attribution = attribution(FIT_FEATURES, res.X, importance(phi), refits, res.note)

@@ -19,10 +19,12 @@ from .tables import markdown_report, summary_table
 def source_key() -> str:
     """This code and the metric directions: a change in either rebuilds the report."""
     from .. import analysis
+    from ..config import FINDINGS_DIR
     from ..metrics import METRICS
 
     packages = (Path(__file__).parent, Path(analysis.__file__).parent)
     files = [f for pkg in packages for f in sorted(pkg.glob("*.py"))]
+    files += sorted(FINDINGS_DIR.glob("*.yaml"))  # the claims every report tests
     return content_key(
         {
             "code": [file_sha256(f) for f in files],
@@ -147,7 +149,11 @@ def analyse(
     alarms = an.overfitting_alarms(crit)
     corr = an.correlations(leaf)
     learning = an.concept_learning(raw)
+    findings = an.findings_table(scores, configs, an.load_claims())
+    t1_check = an.table1_agreement(crit, configs)
     tables = {
+        "findings.csv": findings,
+        "table1_vs_paper.csv": t1_check,
         "configs.csv": configs,
         "summary_ci.csv": summary,
         "criteria.csv": crit,
@@ -173,6 +179,8 @@ def analyse(
         "learning": learning,
         "learning_warning": an.learning_warning(learning),
         "no_oracle": an.leaves_without_oracle(raw),
+        "findings": findings,
+        "table1_check": t1_check,
         "figures": [],  # (section, title, path under report/, caption, note)
         "skipped": [],  # (section, title, why)
     }

@@ -59,6 +59,14 @@ def executive_summary(result: dict) -> str:
                 + ("" if clear else " <i>(CIs overlap: no clear winner)</i>")
             )
         lines.append(f"<li>{line}</li>")
+    findings = result.get("findings")
+    if findings is not None and len(findings):
+        from .findings_section import counts_line
+
+        lines.append(
+            f"<li><b>the paper's findings</b>: {escape(counts_line(findings))} "
+            "<a href='#findings'>Details</a></li>"
+        )
     learning = result.get("learning")
     if learning is not None and len(learning):
         learned = learning[learning["share_learned"] > 0]

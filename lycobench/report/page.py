@@ -20,6 +20,7 @@ from ..analysis import (
     no_oracle_note,
     scatter_pairs_for,
 )
+from .findings_section import attribution_section, findings_section
 from .gallery import gallery_css, grids_section
 from .headline import executive_summary, provenance_block, ranking
 from .html_parts import anchor, ci, fmt, table
@@ -89,6 +90,7 @@ def render(
         parts.append(f"<div class='box'><b>Concepts not learned:</b> {escape(result['learning_warning'])} "
                      "<a href='#learning'>Details</a>.</div>")  # fmt: skip
     sections = [
+        ("findings", "Does this study reproduce the paper's findings?", findings_section(result)),
         ("ranking", "Ranking of algorithms", ranking(result)),
         ("learning", "Were the concepts learned?", _learning(result)),
         ("configs", "Configurations", _configs(result)),
@@ -252,6 +254,7 @@ def _shap(result: dict) -> str:
         ]
         cols = ["category", "column", "n_rows", "r2_cv", "r2_train", "n_folds", "reliable", "note"]
         parts.append(table(v[cols], left=("category", "column", "note"), raw_html=("reliable",)))
+    parts.append(attribution_section(result))
     parts.append(_figs(result, "SHAP"))
     return "".join(parts)
 
@@ -279,6 +282,8 @@ def _figs(result: dict, section: str) -> str:
 
 def _files(result: dict) -> str:
     files = [
+        ("findings.csv", "the paper's claims: verdict, effect, 95% CI and pairs, pooled and per category"),
+        ("table1_vs_paper.csv", "Table 1 against the paper's: Kendall tau with its bootstrap CI over seeds"),
         ("scores.parquet", "every normalised score and raw value: leaf, class, category and all scopes"),
         ("summary_ci.csv", "means over seeds with bootstrap CIs"),
         ("configs.csv", "configurations, defaults, factor levels, SHAP fit set"),
@@ -291,6 +296,10 @@ def _files(result: dict) -> str:
         ("correlations.csv", "correlation matrix of normalised scores"),
         ("concept_learning.csv", "oracle concept detection per leaf: were the concepts learned?"),
         ("shap/summary.csv", "SHAP model fit quality and mean |SHAP| per feature"),
+        (
+            "shap/importance.csv",
+            "per model and feature: mean |SHAP|, refits beating the planted null, real or why not",
+        ),
         ("metrics.csv", "every raw metric row of every finished run"),
         ("summary.csv", "raw metric means per configuration and step"),
         ("failures.json", "runs not finished"),

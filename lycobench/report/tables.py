@@ -51,6 +51,17 @@ def markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
         ]
         md.append("\n## Ranking of the algorithms per criterion (Table 1 style; rank 1 = best)\n\n")
         md.append(markdown(pd.DataFrame(rows)))
+    if result is not None and len(result.get("findings", [])):
+        from ..analysis import headline
+
+        h = headline(result["findings"])
+        h = h.assign(effect=[
+            "" if not n else f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n} pairs)"
+            for e, lo, hi, n in zip(h["effect"], h["ci_lo"], h["ci_hi"], h["n_pairs"])
+        ])  # fmt: skip
+        md.append("\n## The paper's findings in this study (effect: mean paired difference of normalised ")
+        md.append("scores, 95% t-interval over pairs of runs; findings.csv)\n\n")
+        md.append(markdown(h[["id", "category", "verdict", "effect", "reason"]].fillna("")))
     if result is not None and (len(result["learning"]) or result.get("no_oracle")):
         from ..analysis import no_oracle_note
 
