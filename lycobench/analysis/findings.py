@@ -92,7 +92,8 @@ def load_claims(path: Path | None = None) -> list[Claim]:
 
 def claim_pairs(configs: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
     """(a, b) configurations the claim compares; for ``epochs`` a == b (last against first checkpoint)."""
-    c = configs.set_index("cell")
+    every = configs.set_index("cell")
+    c = every
     if claim.algos:
         c = c[c["algo"].isin(claim.algos)]
     pairs = []
@@ -103,9 +104,9 @@ def claim_pairs(configs: pd.DataFrame, claim: Claim) -> list[tuple[str, str]]:
         a, b = d.index[d["algo"] == claim.a], d.index[d["algo"] == claim.b]
         return [(a[0], b[0])] if len(a) and len(b) else []
     for cell, row in c[~c["is_default"]].iterrows():
-        if row["default"] not in configs["cell"].values:
+        if row["default"] not in every.index:
             continue
-        dflt = configs.set_index("cell").loc[row["default"]]
+        dflt = every.loc[row["default"]]
         varied = set(str(row["varied"]).split(","))
         if claim.contrast == "lr_higher" and varied == {"lr"}:
             pairs.append((cell, row["default"]) if row["lr"] > dflt["lr"] else (row["default"], cell))
@@ -132,13 +133,13 @@ NO_PAIR = {
 # --- the measure of a claim, per checkpoint and category -----------------------------------------------
 
 
-def measure_columns(scores: pd.DataFrame, measure: str) -> list[tuple[str, str]]:
-    """The (metric, prompt type) columns behind a measure that the sweep measured (criteria with their
-    fallbacks); empty when none was."""
+def measure_columns(measure: str, avail: set, criteria: dict) -> list[tuple[str, str]]:
+    """The (metric, prompt type) columns behind a measure that the sweep measured (``avail``; criteria
+    with their fallbacks, ``criteria_for``); empty when none was."""
     if measure in CRITERIA:
-        return criteria_for(scores).get(measure, [])
+        return criteria.get(measure, [])
     metric, ptype = COLUMN.match(measure).groups()
-    return [(metric, ptype)] if (metric, ptype) in measured(scores) else []
+    return [(metric, ptype)] if (metric, ptype) in avail else []
 
 
 def measure_scores(scores: pd.DataFrame, columns: list[tuple[str, str]]) -> pd.DataFrame:
@@ -157,25 +158,26 @@ def pair_effects(ms: pd.DataFrame, pairs: list[tuple[str, str]], contrast: str) 
     """One row per (pair of runs, category): a's score minus b's, averaged over the checkpoints they
     share (same epoch; for ``epochs``, a run's last checkpoint against its first). Columns: a, b, seed,
     category, diff, n_checkpoints."""
-    frames = []
-    for a, b in pairs:
-        if contrast == "epochs":
-            run = ms[ms["cell"] == a]
-            last = run["epoch"] == run.groupby(["seed", "category"])["epoch"].transform("max")
-            first = run["epoch"] == run.groupby(["seed", "category"])["epoch"].transform("min")
-            m = run[last].merge(run[first], on=["seed", "category"], suffixes=("_a", "_b"))
-            m = m[m["epoch_a"] > m["epoch_b"]]
-        else:
-            m = ms[ms["cell"] == a].merge(
-                ms[ms["cell"] == b], on=["seed", "category", "epoch"], suffixes=("_a", "_b")
-            )
-        if m.empty:
-            continue
-        m = m.assign(d=m["score_a"] - m["score_b"])
-        g = m.groupby(["seed", "category"]).agg(diff=("d", "mean"), n_checkpoints=("d", "size")).reset_index()
-        frames.append(g.assign(a=a, b=b))
     cols = ["a", "b", "seed", "category", "diff", "n_checkpoints"]
-    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    if not pairs:
+        return pd.DataFrame(columns=cols)
+    p = pd.DataFrame(pairs, columns=["a", "b"]).drop_duplicates()
+    run = ["cell", "seed", "category"]
+    if contrast == "epochs":
+        e = ms[ms["cell"].isin(p["a"])]
+        g = e.groupby(run)["epoch"]
+        last, first = e[e["epoch"] == g.transform("max")], e[e["epoch"] == g.transform("min")]
+        m = last.merge(first, on=run, suffixes=("_a", "_b"))
+        m = m[m["epoch_a"] > m["epoch_b"]].assign(a=lambda d: d["cell"], b=lambda d: d["cell"])
+    else:
+        a = ms.rename(columns={"cell": "a", "score": "score_a"}).merge(p, on="a")
+        b = ms.rename(columns={"cell": "b", "score": "score_b"})
+        m = a.merge(b, on=["b", "seed", "category", "epoch"])
+    if m.empty:
+        return pd.DataFrame(columns=cols)
+    m = m.assign(d=m["score_a"] - m["score_b"])
+    g = m.groupby(["a", "b", "seed", "category"])["d"].agg(["mean", "size"])
+    return g.reset_index().rename(columns={"mean": "diff", "size": "n_checkpoints"})[cols]
 
 
 # --- verdicts -----------------------------------------------------------------------------------------
@@ -207,13 +209,15 @@ def findings_table(scores: pd.DataFrame, configs: pd.DataFrame, claims: list[Cla
     joined by +), then per category. ``effect``: the mean over pairs of runs of a's normalised score
     minus b's (positive: a better), with its 95% t-interval, d_z = effect / sd, and the counts behind it."""
     rows = []
-    studied = sorted(set(scores.loc[scores["scope"] == "category", "group"]))
+    scores = scores[(scores["scope"] == "category") & ~scores["is_base"]]
+    studied = sorted(set(scores["group"]))
+    avail, criteria = measured(scores), criteria_for(scores)  # once: each scans every row
     cache: dict[str, pd.DataFrame] = {}
     for cl in claims:
         base = dict(id=cl.id, contrast=cl.contrast, measure=cl.measure, expect=cl.expect, claim=cl.claim)
         cats = [c for c in (cl.categories or studied) if c in studied]
         pooled = "+".join(cl.categories) if cl.categories else "all"
-        columns = measure_columns(scores, cl.measure)
+        columns = measure_columns(cl.measure, avail, criteria)
         pairs = claim_pairs(configs, cl)
         why = ""
         if cl.categories and not cats:
