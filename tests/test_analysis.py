@@ -367,7 +367,8 @@ def test_catboost_shap_values_equal_shap_tree_explainer():
     rows = rows[rows["Algorithm"] != "full"]  # no folding, so the values are comparable one to one
     res = an.fit_shap(rows, "object", dict(metric="m", encoder="e", level="set", prompt_type="train"))
     model = CatBoostRegressor(**an.CATBOOST_PARAMS, thread_count=1, verbose=False)
-    X = rows[an.FEATURES].reset_index(drop=True)
+    X = res.X  # the five features and the planted null, as fitted
+    assert list(X.columns) == an.FIT_FEATURES
     model.fit(X, rows["score"].to_numpy(), cat_features=an.CAT_FEATURES)
     assert np.allclose(shap.TreeExplainer(model).shap_values(X), res.shap)
 

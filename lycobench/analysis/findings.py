@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .columns import CI_LEVEL, CRITERIA, criteria_for, measured, paper_levels
+from .columns import CRITERIA, criteria_for, measured, paper_levels
 from .configs import _scale
 from .verdicts import EXPECT, t_interval, verdict
 
@@ -254,6 +254,3 @@ def findings_table(scores: pd.DataFrame, configs: pd.DataFrame, claims: list[Cla
 def headline(findings: pd.DataFrame) -> pd.DataFrame:
     """One row per claim: its pooled verdict (the first row of each claim)."""
     return findings.groupby("id", sort=False).head(1).reset_index(drop=True)
-
-
-CI_TEXT = f"{CI_LEVEL:.0%}"
