@@ -263,7 +263,23 @@ def preflight(cfg: DictConfig) -> None:
 
 
 def evaluate(cfg: DictConfig, images, leaves: list[Leaf], sweep_dir: Path) -> list[dict]:
-    """``images`` is the images.parquet frame; returns rows of metrics.parquet."""
+    """``images`` is the images.parquet frame; returns rows of metrics.parquet.
+
+    On the CPU, float reductions split over threads round differently (a batch of texts encoded with 1
+    or 2 threads differs by ~1e-7), so the encoders run with ``evaluate.cpu_threads`` (default 1) torch
+    threads whatever the launcher gave the process: every launcher writes the same bits, as training
+    does with ``train.cpu_threads``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(cfg.evaluate.get("cpu_threads", 1)))
+    try:
+        return _evaluate(cfg, images, leaves, sweep_dir)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _evaluate(cfg: DictConfig, images, leaves: list[Leaf], sweep_dir: Path) -> list[dict]:
     specs = metric_specs(cfg.evaluate)
     enc_cfg = OmegaConf.to_container(cfg.encoders, resolve=True)
     encoders = load_encoders(enc_cfg, {s.role for s in specs})

@@ -30,11 +30,12 @@ def quiet_libraries() -> None:
 
 
 def configure_threads() -> int:
-    """Split the machine's cores among parallel workers (joblib's n_jobs), unless LYCOBENCH_THREADS says."""
+    """Split the machine's cores among parallel workers (joblib's n_jobs), unless LYCOBENCH_THREADS says;
+    a SLURM task uses the CPUs it was given (the node may have many more)."""
     import torch
     from hydra.core.hydra_config import HydraConfig
 
-    threads = os.environ.get("LYCOBENCH_THREADS")
+    threads = os.environ.get("LYCOBENCH_THREADS") or os.environ.get("SLURM_CPUS_PER_TASK")
     if threads is None:
         n_jobs = HydraConfig.get().launcher.get("n_jobs") or 1
         n_jobs = os.cpu_count() if n_jobs < 0 else n_jobs

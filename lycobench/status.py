@@ -62,8 +62,9 @@ def summarize(sweep_dir: Path) -> dict:
                 "seconds": None,
             }
         )
+    with_slurm_jobs(sweep_dir, rows)
     done_secs = [r["seconds"] for r in rows if r["state"] == "done" and r["seconds"]]
-    left = sum(1 for r in rows if r["state"] in ("pending", "interrupted", "running", "running?"))
+    left = sum(1 for r in rows if r["state"] in ("pending", "queued", "interrupted", "running", "running?"))
     eta = (sum(done_secs) / len(done_secs)) * left if done_secs else None
     counts = {}
     for r in rows:
@@ -74,6 +75,28 @@ def summarize(sweep_dir: Path) -> dict:
         "eta_seconds": eta,
         "left": left,
     }
+
+
+def with_slurm_jobs(sweep_dir: Path, rows: list[dict]) -> None:
+    """Unfinished runs of a sweep launched on SLURM: their task and its state as squeue reports it. A
+    waiting task makes the run 'queued', a running one 'running' (whatever its folder says)."""
+    from .slurm import queue
+    from .slurm.record import cell_states
+
+    if all(r["state"] == "done" for r in rows):
+        return
+    states = cell_states(sweep_dir)
+    for r in rows:
+        task = states.get((r["cell"], r["seed"]))
+        if task is None or r["state"] == "done":
+            continue
+        job, state, reason = task
+        waiting = state in queue.WAITING
+        r["slurm"] = f"SLURM {job} {state}" + (
+            f" ({reason})" if waiting and reason not in ("", "None") else ""
+        )
+        if state in queue.ACTIVE:
+            r["state"] = "queued" if waiting else "running"
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -123,7 +146,8 @@ def main(argv: list[str]) -> int:
     for r in s["rows"]:
         extra = f"  {r['cause']}: {r.get('error', '')}" if r["state"] == "failed" else ""
         secs = f"  {r['seconds']:.0f}s" if r["seconds"] else ""
-        print(f"  {r['state']:<12} {r['cell']} seed={r['seed']}{secs}{extra}")
+        job = f"  {r['slurm']}" if r.get("slurm") else ""
+        print(f"  {r['state']:<12} {r['cell']} seed={r['seed']}{secs}{job}{extra}")
     if s["left"]:
         print(
             f"time left (sequential, from the mean time of finished runs): {fmt_duration(s['eta_seconds'])}"

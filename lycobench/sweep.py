@@ -26,6 +26,7 @@ from .config import (
     split_overrides,
     sweep_dir_of,
 )
+from .slurm.record import active_jobs
 from .store import atomic_write_text
 
 log = logging.getLogger("lycobench")
@@ -160,6 +161,14 @@ def sweep_command(overrides: list[str]) -> int:
         return 2
     cfg, cells, concepts = preflight(common)
     sweep_dir = sweep_dir_of(cfg)
+    busy = active_jobs(sweep_dir)
+    if busy:  # two launches on the same run folders would undo each other's work
+        print(
+            f"error: SLURM job(s) {', '.join(busy)} of this sweep are still queued or running: wait for them "
+            f"(squeue -j {','.join(busy)}) or cancel them (scancel {' '.join(busy)}), then run this again",
+            file=sys.stderr,
+        )
+        return 2
     write_manifest(cfg, common)
     n = len(cfg.sweep.configs) * len(cfg.sweep.seeds)
     print(
@@ -174,7 +183,10 @@ def sweep_command(overrides: list[str]) -> int:
             launch(common, cfg, todo)
     except SystemExit as e:
         if e.code not in (0, None):
-            print("lycobench: some runs failed; the others completed (see the report)", file=sys.stderr)
+            print(
+                "lycobench: some runs failed or were cancelled; the others completed (see the report)",
+                file=sys.stderr,
+            )
     report_dir, unfinished = build_report(sweep_dir)
     print(f"lycobench: report: {report_dir / 'index.html'}")
     if unfinished:
