@@ -31,6 +31,16 @@ def cli():
     return lycobench
 
 
+@pytest.fixture(scope="session")
+def local_smoke(tmp_path_factory) -> Path:
+    """The smoke sweep run once, fresh, on this machine with Hydra's basic launcher: the reference that
+    other launches are compared with (test_sweep, test_slurm). Read it; never write into it."""
+    results = tmp_path_factory.mktemp("local-smoke")
+    r = lycobench("sweep", "sweep=smoke", f"results_dir={results}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return results / "smoke"
+
+
 # --- a synthetic sweep in the on-disk layout of a real one (test_report, test_report_browser) ---------------
 
 # configuration -> factors (the paper's design in miniature: defaults plus one-factor variations)

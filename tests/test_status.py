@@ -52,7 +52,7 @@ def test_status_command(tmp_path):
     assert lycobench("status", str(tmp_path / "nope")).returncode == 2
 
 
-@pytest.mark.parametrize("launcher", ["local_parallel", "slurm_gpu"])
+@pytest.mark.parametrize("launcher", ["local_parallel", "slurm", "slurm_gpu"])
 def test_launcher_presets_compose(launcher):
     from hydra import compose, initialize_config_dir
 
@@ -63,12 +63,10 @@ def test_launcher_presets_compose(launcher):
     launcher_cfg = cfg.hydra.launcher
     if launcher == "local_parallel":
         assert launcher_cfg.n_jobs == 2 and "joblib" in launcher_cfg._target_.lower()
-    else:
-        assert (
-            launcher_cfg.max_num_timeout == 3
-            and launcher_cfg.gpus_per_node == 1
-            and "slurm" in launcher_cfg._target_.lower()
-        )
+    else:  # lycobench's SLURM launcher (Hydra's submitit launcher underneath), requeues allowed
+        assert launcher_cfg._target_ == "hydra_plugins.lycobench_launcher.slurm.SlurmLauncher"
+        assert launcher_cfg.max_num_timeout == 3
+        assert launcher_cfg.gpus_per_node == (1 if launcher == "slurm_gpu" else None)
 
 
 def test_status_of_a_folder_made_by_run(tmp_path):

@@ -136,11 +136,9 @@ def test_run_command_skips_a_finished_cell(failed_then_resumed):
     assert "skipped" in r.stdout + r.stderr
 
 
-def test_a_fresh_sweep_gives_identical_metrics(failed_then_resumed, tmp_path):
+def test_a_fresh_sweep_gives_identical_metrics(failed_then_resumed, local_smoke):
     """Determinism on CPU, including the cell that failed once and was resumed."""
-    r = lycobench("sweep", "sweep=smoke", f"results_dir={tmp_path}")
-    assert r.returncode == 0, r.stderr[-2000:]
-    pd.testing.assert_frame_equal(metrics_of(failed_then_resumed["dir"]), metrics_of(tmp_path / "smoke"))
+    pd.testing.assert_frame_equal(metrics_of(failed_then_resumed["dir"]), metrics_of(local_smoke))
 
 
 def test_the_parallel_launcher_gives_identical_metrics(failed_then_resumed, tmp_path):
