@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup browser sweep reference test lint format clean
+.PHONY: setup browser slurm slurm-stop sweep reference test lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ setup: $(VENV)/.installed
 # missing, through sudo unless root (CI runs as root: .ci/run).
 browser:
 	@[ -x /usr/bin/chromium ] || { s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$s apt-get update -q && $$s apt-get install -y -q chromium; }
+
+# A single-node SLURM cluster on this machine (munge, slurmctld, slurmd; Debian's packages, installed when
+# missing), for the SLURM tests and docs/sweeps.md; as root, or through sudo. Its jobs run at nice 19.
+slurm:
+	@s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$s scripts/local-slurm.sh start
+
+slurm-stop:
+	@s=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$s scripts/local-slurm.sh stop
 
 sweep: setup
 	$(PY) -m lycobench sweep $(ARGS)

@@ -199,6 +199,7 @@ def launches(cluster, tmp_path_factory):
         fault_task = next(t for t, c in out["B"]["jobs"][0]["tasks"].items() if tuple(c) == FAULT)
         out["fault_scontrol"] = scontrol_job(fault_task)
         out["status_after_fault"] = lycobench("status", str(sweep))
+        out["failed_after_B"] = (run_dir(sweep, *FAULT) / "FAILED").read_text()
         out["done_after_B"] = {c for c in CELLS if done(sweep, *c)}
         out["after_B"] = {c: files_of(sweep, *c) for c in CELLS}
 
@@ -256,8 +257,8 @@ def test_a_task_requeued_in_its_training_redoes_only_the_rest_of_it(launches):
 def test_a_failing_cell_fails_alone_and_is_named(launches):
     b = launches["B"]
     assert b["rc"] == 1, b["stderr"][-3000:]
-    failed = (run_dir(launches["sweep"], *FAULT) / "FAILED").read_text()
-    assert failed.startswith("cause: injected")
+    assert launches["failed_after_B"].startswith("cause: injected")
+    assert not (run_dir(launches["sweep"], *FAULT) / "FAILED").exists(), "gone once the cell finished"
     assert launches["done_after_B"] == set(CELLS) - {FAULT}, "every other cell finished"
     assert "lora-dim4 seed=24: failed (injected)" in b["stderr"]
     assert launches["fault_scontrol"]["JobState"] == "FAILED", "SLURM sees the failure too (hydra#1928)"
