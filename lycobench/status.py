@@ -90,11 +90,12 @@ def with_slurm_jobs(sweep_dir: Path, rows: list[dict]) -> None:
         task = states.get((r["cell"], r["seed"]))
         if task is None or r["state"] == "done":
             continue
-        job, state, reason = task
+        job, (state, reason, restarts) = task
         waiting = state in queue.WAITING
         r["slurm"] = f"SLURM {job} {state}" + (
             f" ({reason})" if waiting and reason not in ("", "None") else ""
         )
+        r["slurm"] += f", requeued {restarts}x" if restarts else ""
         if state in queue.ACTIVE:
             r["state"] = "queued" if waiting else "running"
 

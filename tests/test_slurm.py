@@ -315,11 +315,13 @@ def test_a_finished_sweep_submits_nothing_and_the_report_comes_from_the_submitte
 
 
 def test_squeue_lines_are_parsed():
-    text = "41_0|RUNNING|None\n41_1|PENDING|Resources\n41_2|CANCELLED by 0|None\n\n"
+    pad = " " * 20  # squeue pads a field with a width to that width
+    text = f"41_0|RUNNING|None{pad}|0|\n41_1|PENDING|BeginTime{pad}|1|\n41_2|CANCELLED by 0|None{pad}|0|\n42|COMPLETED|None|0|\n\n"
     assert queue.parse_squeue(text) == {
-        "41_0": ("RUNNING", "None"),
-        "41_1": ("PENDING", "Resources"),
-        "41_2": ("CANCELLED", "None"),
+        "41_0": ("RUNNING", "None", 0),
+        "41_1": ("PENDING", "BeginTime", 1),
+        "41_2": ("CANCELLED", "None", 0),
+        "42": ("COMPLETED", "None", 0),
     }
     assert {"PENDING", "REQUEUED", "RUNNING", "COMPLETING"} <= queue.ACTIVE
     assert not {"COMPLETED", "FAILED", "CANCELLED", "OUT_OF_MEMORY", "TIMEOUT"} & queue.ACTIVE
@@ -332,7 +334,7 @@ def test_progress_lines_count_tasks_and_requeues():
     p = Progress("41", 3, out=out)
     p.update({"41_0": "running", "41_1": "pending", "41_2": "pending"})
     p.update({"41_0": "running", "41_1": "pending", "41_2": "pending"})  # unchanged: no new line
-    p.update({"41_0": "pending", "41_1": "running", "41_2": "done"})  # 41_0 went back to the queue
+    p.update({"41_0": "pending", "41_1": "running", "41_2": "done"}, requeued=1)  # 41_0 went back
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("lycobench: SLURM job 41 (3 tasks): 2 pending, 1 running, 0 done, 0 failed;")

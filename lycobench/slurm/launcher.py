@@ -148,7 +148,8 @@ class Watch:
 
     def run(self) -> list[JobReturn]:
         ended: dict[int, JobReturn] = {}
-        unlisted: dict[int, int] = {}  # polls in a row that found a task neither listed nor with a result
+        unlisted: dict[int, int] = {}  # polls that found a task ended but its result not (yet) written
+        restarts: dict[str, int] = {}
         warned = False
         while len(ended) < len(self.jobs):
             try:
@@ -160,10 +161,13 @@ class Watch:
                 states = None
             kinds = {}
             for i, job in enumerate(self.jobs):
+                task = None if states is None else states.get(job.job_id)
+                state = task.state if task else None
+                if task:
+                    restarts[job.job_id] = task.restarts
                 if i in ended:
                     kinds[job.job_id] = _kind(ended[i])
                     continue
-                state = None if states is None else states.get(job.job_id, (None, ""))[0]
                 if states is None or state in queue.ACTIVE:
                     kinds[job.job_id] = "pending" if state in queue.WAITING else "running"
                     continue
@@ -175,12 +179,12 @@ class Watch:
                         continue
                 ended[i] = self._job_return(i, outcome, state)
                 kinds[job.job_id] = _kind(ended[i])
-            self.progress.update(kinds)
+            self.progress.update(kinds, sum(restarts.values()))
             if len(ended) < len(self.jobs):
-                self._sleep(len(ended))
+                self._sleep()
         return [ended[i] for i in range(len(self.jobs))]
 
-    def _sleep(self, n_ended: int) -> None:
+    def _sleep(self) -> None:
         """Until the next squeue (every 2 s at first, every 30 s after 5 minutes), or until a task
         writes its result (a file check each second, cheaper than asking the controller)."""
         wait = min(30.0, max(2.0, (time.monotonic() - self.t0) / 10))

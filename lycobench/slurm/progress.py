@@ -22,21 +22,15 @@ class Progress:
         self.every_s = every_s
         self.t0 = time.monotonic()
         self.last_line, self.last_t = "", float("-inf")
-        self.kinds: dict[str, str] = {}
-        self.requeued = 0
 
-    def update(self, kinds: dict[str, str]) -> None:
-        """``kinds``: task -> one of KINDS. A task seen running and then pending again was requeued."""
-        for task, kind in kinds.items():
-            if kind == "pending" and self.kinds.get(task) == "running":
-                self.requeued += 1
-        self.kinds = dict(kinds)
+    def update(self, kinds: dict[str, str], requeued: int = 0) -> None:
+        """``kinds``: task -> one of KINDS; ``requeued``: the requeues of all tasks so far."""
         counts = {k: sum(1 for v in kinds.values() if v == k) for k in KINDS}
         parts = [
             f"{counts[k]} {k}" for k in KINDS if counts[k] or k in ("pending", "running", "done", "failed")
         ]
-        if self.requeued:
-            parts.append(f"{self.requeued} requeue(s)")
+        if requeued:
+            parts.append(f"{requeued} requeue(s)")
         line = f"lycobench: SLURM job {self.job_id} ({self.n} tasks): " + ", ".join(parts)
         now = time.monotonic()
         if line != self.last_line or now - self.last_t >= self.every_s:

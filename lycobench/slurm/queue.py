@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import NamedTuple
 
 # States of a task that will still run or is running (a requeued task passes through REQUEUED and
 # PENDING again); every other state is final.
@@ -27,8 +28,15 @@ def available() -> bool:
     return shutil.which("squeue") is not None
 
 
-def task_states(job_ids: list[str], timeout: float = 60) -> dict[str, tuple[str, str]]:
-    """{"<job>_<task>": (state, reason)} of every task of these array jobs that the queue still lists.
+class Task(NamedTuple):
+    state: str  # RUNNING, PENDING, COMPLETED, ...
+    reason: str  # why it waits ("Resources", "Priority", "BeginTime" after a requeue) or "None"
+    restarts: int  # how many times it was requeued
+
+
+def task_states(job_ids: list[str], timeout: float = 60) -> dict[str, Task]:
+    """{"<job>_<task>": Task} for every task of these jobs that the queue still lists ("<job>" for a job
+    of one task: submitit submits no array then).
 
     A job the controller no longer knows is left out; a controller that does not answer raises
     RuntimeError (a transient error: callers retry rather than conclude anything)."""
@@ -41,7 +49,7 @@ def task_states(job_ids: list[str], timeout: float = 60) -> dict[str, tuple[str,
         "--noheader",
         "--array",
         "--states=all",
-        "--format=%i|%T|%r",
+        f"--Format={FORMAT}",
         "--jobs",
         ",".join(job_ids),
     ]
@@ -56,13 +64,16 @@ def task_states(job_ids: list[str], timeout: float = 60) -> dict[str, tuple[str,
     return parse_squeue(out.stdout)
 
 
-def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
+FORMAT = "JobArrayID:|,State:|,Reason:300|,RestartCnt:|"
+
+
+def parse_squeue(text: str) -> dict[str, Task]:
     states = {}
     for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3 and parts[0]:
-            task, state, reason = parts
-            states[task] = (state.split()[0], reason)  # "CANCELLED by 0" -> CANCELLED
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) >= 4 and parts[0]:
+            task, state, reason, restarts = parts[:4]
+            states[task] = Task(state.split()[0], reason, int(restarts) if restarts.isdigit() else 0)
     return states
 
 

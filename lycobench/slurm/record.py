@@ -54,11 +54,11 @@ def active_jobs(sweep_dir: Path) -> list[str]:
         states = queue.task_states(jobs)
     except RuntimeError:
         return jobs if queue.available() else []
-    return sorted({t.split("_")[0] for t, (state, _) in states.items() if state in queue.ACTIVE})
+    return sorted({t.split("_")[0] for t, task in states.items() if task.state in queue.ACTIVE})
 
 
-def cell_states(sweep_dir: Path) -> dict[tuple[str, int], tuple[str, str, str]]:
-    """(cell, seed) -> (task, state, reason) for the cells whose last task the queue still lists;
+def cell_states(sweep_dir: Path) -> dict[tuple[str, int], tuple[str, queue.Task]]:
+    """(cell, seed) -> (task id, its Task) for the cells whose last task the queue still lists;
     empty when there is no record or no answer (status then says what the run folders say)."""
     tasks = latest_tasks(sweep_dir)
     if not tasks or not queue.available():
@@ -67,4 +67,4 @@ def cell_states(sweep_dir: Path) -> dict[tuple[str, int], tuple[str, str, str]]:
         states = queue.task_states(sorted({t.split("_")[0] for t in tasks.values()}))
     except RuntimeError:
         return {}
-    return {cell: (t, *states[t]) for cell, t in tasks.items() if t in states}
+    return {cell: (t, states[t]) for cell, t in tasks.items() if t in states}
