@@ -27,7 +27,8 @@ overrides (Hydra syntax, key=value):
   <group>.<key>=<value> change one setting, e.g. train.epochs=10 generate.steps=25 adapter.lr=1e-4
   hydra/launcher=local_parallel  cells in parallel worker processes on this machine (2 by default:
                         hydra.launcher.n_jobs=4; joblib underneath); the quick and paper sweeps use it
-  hydra/launcher=slurm_gpu       one SLURM array task per cell (docs/sweeps.md)
+  hydra/launcher=slurm           one SLURM array task per unfinished cell, on CPUs (docs/sweeps.md)
+  hydra/launcher=slurm_gpu       the same with one GPU per task (hydra.launcher.partition=<name>)
 
 Finished stages are skipped on a rerun; a failing cell writes FAILED and the others go on.
 """

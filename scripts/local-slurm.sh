@@ -82,8 +82,10 @@ $node NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=local Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
   if [ ! -f "$CONF" ] || [ "$(cat "$CONF")" != "$text" ]; then
     printf '%s\n' "$text" >"$CONF"
+    CHANGED=1
   fi
 }
+CHANGED=0
 
 alive() {  # alive <pidfile>
   local pid; pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
@@ -97,6 +99,8 @@ start() {
   alive /run/munge/munged.pid || runuser -u munge -- munged
   alive /run/slurmctld.pid || slurmctld
   alive /run/slurmd.pid || nice -n "$NICE" slurmd
+  # daemons that were already running read a changed configuration now
+  [ "$CHANGED" -eq 0 ] || scontrol reconfigure >/dev/null 2>&1 || true
   local state=""
   for _ in $(seq 1 90); do
     state=$(sinfo -h -N -o %T 2>/dev/null | head -n 1 || true)
