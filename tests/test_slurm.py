@@ -41,10 +41,13 @@ TIMEOUT = 900
 def cluster_problem() -> str | None:
     if shutil.which("sbatch") is None:
         return "SLURM is not installed"
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-    if "UP" not in ping.stdout:
-        return "no slurmctld answers"
-    nodes = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+        if "UP" not in ping.stdout:
+            return "no slurmctld answers"
+        nodes = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "the SLURM controller does not answer"
     if not any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in nodes.stdout.split()):
         return f"no usable node (sinfo: {nodes.stdout.strip() or nodes.stderr.strip()})"
     return None
@@ -228,7 +231,8 @@ def metrics_bytes(sweep: Path) -> dict:
 
 
 @pytest.mark.slurm
-def test_the_sweep_through_slurm_writes_the_local_bits(launches, local_smoke):
+def test_the_sweep_through_slurm_writes_the_local_bits(launches, request):
+    local_smoke = request.getfixturevalue("local_smoke")  # only once the cluster is known to be up
     assert launches["C"]["rc"] == 0, launches["C"]["stderr"][-3000:]
     assert metrics_bytes(launches["sweep"]) == metrics_bytes(local_smoke)
     images = lambda sweep: {  # noqa: E731
