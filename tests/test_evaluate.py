@@ -132,6 +132,36 @@ def test_metrics_follow_their_prompt_and_category_rules(default_rows):
     assert attr["n"].tolist() == [4, 4], "both alter prompts state attributes (background; a blue circle)"
 
 
+def test_the_encoders_run_at_fixed_threads_whatever_the_process_has(world_sweep, default_rows, monkeypatch):
+    """Launchers give their workers different torch thread counts (a SLURM task its CPUs, a parallel
+    worker a share of the machine), and a batch of texts encoded with 1 or 2 threads differs by ~1e-7:
+    the encoders run at evaluate.cpu_threads (1) whatever the process has, so every launcher writes the
+    same bits (tests/test_slurm.py compares a SLURM and a local smoke sweep byte for byte)."""
+    import torch
+
+    import lycobench.evaluate as ev
+
+    seen = []
+
+    def text_features(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    real = ev.text_features
+    monkeypatch.setattr(ev, "text_features", text_features)
+    images, leaves, root = world_sweep
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        rows = pd.DataFrame(evaluate(config(metrics=["text_similarity"]), images, leaves, root))
+        assert torch.get_num_threads() == 3, "the process's own count is given back"
+    finally:
+        torch.set_num_threads(previous)
+    assert seen and set(seen) == {1}
+    expected = default_rows[default_rows["metric"] == "text_similarity"].reset_index(drop=True)
+    assert rows.equals(expected)
+
+
 def test_recomputing_from_the_cache_is_bit_identical_and_order_free(world_sweep, default_rows):
     images, leaves, root = world_sweep
     again = pd.DataFrame(evaluate(config(), images.sample(frac=1.0, random_state=3), leaves, root))
