@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import OmegaConf
@@ -37,7 +38,7 @@ class TaskFailed(RuntimeError):
 class SweepSlurmLauncher(SubmititSlurmLauncher):
     def __call__(self, *args, **kwargs) -> JobReturn:  # on the compute node
         ret = super().__call__(*args, **kwargs)
-        if ret.status == JobStatus.FAILED:  # the cell wrote FAILED; now SLURM and sacct see it too
+        if ret.status == JobStatus.FAILED:  # the cell wrote FAILED; SLURM would say COMPLETED without this
             raise ret._return_value
         return ret
 
@@ -53,8 +54,6 @@ class SweepSlurmLauncher(SubmititSlurmLauncher):
             return returns  # type: ignore[return-value]
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         executor = self._executor()
-        from hydra.core.singleton import Singleton
-
         params = [
             (
                 list(job_overrides[i]),
