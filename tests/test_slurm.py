@@ -157,9 +157,11 @@ def launches(cluster, tmp_path_factory):
         a = Launch(results, "hydra.launcher.array_parallelism=1")
         job = a.job()
         wait_for("the first finished cell", lambda: done(sweep, "lora", 23), a.proc)
-        out["finished_at_cancel"] = {c: files_of(sweep, *c) for c in CELLS if done(sweep, *c)}
+        finished = [c for c in CELLS if done(sweep, *c)]
         subprocess.run(["scancel", job["job"]], check=True)
         out["A"] = a.finish()
+        # their files once A has ended (a finished cell writes run.json after its last marker)
+        out["finished_at_cancel"] = {c: files_of(sweep, *c) for c in finished}
 
         # B: a fault in one cell; another cell's task requeued while it trains
         b = Launch(results, env={"LYCOBENCH_FAULT": "evaluate:{}:{}".format(*FAULT)})
