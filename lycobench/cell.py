@@ -99,6 +99,7 @@ class Cell:
     def __init__(self, cfg: DictConfig, sweep_dir: Path, concepts: list | None = None):
         """``concepts``: the loaded (validated) ``cfg.concepts``, when the caller has them already."""
         from .data import all_leaves, load_concepts
+        from .metric_encoders import encoders_identity
         from .models import model_identity
         from .prompts import plan_for, template_sources
 
@@ -133,7 +134,7 @@ class Cell:
             }
         )
         eval_key = content_key(
-            {"generate": gen_key, "evaluate": c(cfg.evaluate), "encoders": c(cfg.encoders)}
+            {"generate": gen_key, "evaluate": c(cfg.evaluate), "encoders": encoders_identity(cfg.encoders)}
         )
         self.keys = {"train": train_key, "generate": gen_key, "evaluate": eval_key}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .sd_pipeline import CLIP_TEXT_IDS, assemble_pipeline
-from .store import content_key
+from .store import content_key, weights_identity
 
 
 class ModelNotFound(FileNotFoundError):
@@ -32,7 +32,7 @@ def model_identity(model_cfg: DictConfig) -> dict:
         folder = (
             resolve_pretrained(cfg["path"]) if cfg["kind"] == "pretrained" else world_folder(cfg.get("path"))
         )
-        cfg["weights"] = _weights_fingerprint(folder)
+        cfg["weights"] = weights_identity(folder)
     return cfg
 
 
@@ -54,16 +54,6 @@ def base_model_record(model_cfg: DictConfig) -> dict:
     if found is not None and (Path(found) / "manifest.json").is_file():
         record["manifest_sha256"] = file_sha256(Path(found) / "manifest.json")
     return record
-
-
-def _weights_fingerprint(folder: Path) -> dict:
-    """Sizes and mtimes of the weight files: cheap, and changes whenever the weights are replaced."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.suffix in (".safetensors", ".bin"):
-            st = p.stat()
-            out[str(p.relative_to(folder))] = [st.st_size, int(st.st_mtime)]
-    return out
 
 
 def build_tiny_pipeline(cfg: dict):

@@ -245,3 +245,26 @@ def test_cuda_generation_in_half_precision_with_sdpa(tmp_path, config):
     ckpt = make_checkpoint(config(tmp_path), tmp_path / "ckpt" / "step-5.safetensors")
     rows = run(cfg, tmp_path / "s", small_plan()[:4], {5: ckpt})
     assert all((tmp_path / "s" / r["path"]).is_file() for r in rows)
+
+
+def test_replaced_encoder_weights_redo_evaluation_only_and_a_touch_redoes_nothing(tmp_path, config):
+    """The evaluation key holds the encoders' weights (content, not file times: a fresh clone keeps it)."""
+    import os
+    import shutil
+
+    from lycobench.cell import Cell
+    from lycobench.config import PROJECT_ROOT
+
+    dino = tmp_path / "dino"
+    shutil.copytree(PROJECT_ROOT / "lycobench/world/weights/dino", dino)
+    keys = lambda: Cell(config(tmp_path, "encoders=world", f"encoders.dino.path={dino}"), tmp_path / "s").keys  # noqa: E731
+    before = keys()
+    weights = dino / "model.safetensors"
+    os.utime(weights, (1, 1))
+    assert keys() == before
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    after = keys()
+    assert after["train"] == before["train"] and after["generate"] == before["generate"]
+    assert after["evaluate"] != before["evaluate"]

@@ -37,10 +37,11 @@ from .base import (
     short_side,
     to_tensor,
 )
-from .kinds import KINDS, Kind, kind, resolve_path, weights_identity
+from .kinds import KINDS, Kind, kind, resolve_path
 from .load import (
     check_weights,
     describe,
+    encoders_identity,
     image_features,
     image_keys,
     load_clip,
@@ -53,6 +54,6 @@ from .load import (
 __all__ = [
     "FEATURES_VERSION", "IMAGENET_MEAN", "IMAGENET_STD", "ROLES", "ClipEncoder", "DinoEncoder", "Encoder",
     "GramEncoder", "OracleEncoder", "WorldModelEncoder", "gram_vector", "letterbox", "short_side", "to_tensor",
-    "KINDS", "Kind", "kind", "resolve_path", "weights_identity", "check_weights", "describe", "image_features",
+    "KINDS", "Kind", "kind", "resolve_path", "check_weights", "encoders_identity", "describe", "image_features",
     "image_keys", "load_clip", "load_encoder", "pick_device", "role_config", "text_features",
 ]  # fmt: skip

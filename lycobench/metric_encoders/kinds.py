@@ -3,7 +3,6 @@ from its role's configuration, from local weight files only."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import PROJECT_ROOT
-from ..store import content_key
+from ..store import content_key, weights_identity
 from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -60,22 +59,6 @@ def resolve_path(path: str | None) -> Path | None:
     if p.is_absolute() or p.exists():
         return p.resolve()
     return (PROJECT_ROOT / p).resolve()
-
-
-def weights_identity(path: Path) -> dict:
-    """Size and hashes of the first and last MiB of each weights file: cheap, and changes with the weights."""
-    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
-    out = {}
-    for f in files:
-        with open(f, "rb") as fh:
-            head = fh.read(1 << 20)
-            fh.seek(max(0, f.stat().st_size - (1 << 20)))
-            tail = fh.read()
-        out[str(f.relative_to(path)) if path.is_dir() else f.name] = [
-            f.stat().st_size,
-            hashlib.sha256(head + tail).hexdigest()[:16],
-        ]
-    return out
 
 
 @kind(

@@ -12,8 +12,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import PROJECT_ROOT
-from ..store import atomic_write_with
-from .base import ClipEncoder, Encoder
+from ..store import atomic_write_with, weights_identity
+from .base import ROLES, ClipEncoder, Encoder
 from .kinds import KINDS, resolve_path
 
 if TYPE_CHECKING:
@@ -36,6 +36,24 @@ def role_config(encoders_cfg: DictConfig | dict, role: str) -> dict | None:
             f"{', '.join(KINDS)}"
         )
     return node
+
+
+def encoders_identity(encoders_cfg: DictConfig | dict) -> dict:
+    """The encoder set's configuration with each role's weights identity: the evaluation key hashes it, so
+    retrained or replaced encoder weights re-evaluate every run (a missing file is None here; loading
+    then fails with check_weights' message)."""
+    cfg = (
+        encoders_cfg if isinstance(encoders_cfg, dict) else OmegaConf.to_container(encoders_cfg, resolve=True)
+    )
+    out = dict(cfg)
+    for role in ROLES:
+        node = role_config(cfg, role)
+        if node is None or not KINDS[node["kind"]].weights:
+            continue
+        path = resolve_path(node.get("path"))
+        found = path is not None and path.exists()
+        out[role] = {**node, "weights": weights_identity(path) if found else None}
+    return out
 
 
 def check_weights(encoders_cfg: DictConfig | dict, roles) -> None:
