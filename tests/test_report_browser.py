@@ -20,8 +20,6 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image, ImageStat
 
-from conftest import lycobench
-
 CHROMIUM = Path(os.environ.get("LYCOBENCH_CHROMIUM", "/usr/bin/chromium"))
 # the closed network refuses Chromium's background connections: switch them off
 ARGS = [
@@ -65,12 +63,10 @@ def browser():
 
 
 @pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
-    """A real smoke sweep, run to the end through the CLI (it writes the report last)."""
-    results = tmp_path_factory.mktemp("results")
-    r = lycobench("sweep", "sweep=smoke", f"results_dir={results}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    return results / "smoke" / "report"
+def smoke(local_smoke):
+    """The report of conftest's smoke sweep (run once per session, to the end, through the CLI; the report
+    is written last). Only read here: the screenshots go to tmp_path."""
+    return local_smoke / "report"
 
 
 @pytest.fixture(scope="session")

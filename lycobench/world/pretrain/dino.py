@@ -55,14 +55,14 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float = TEMPERATURE) 
 
 def train_dino(
     n_images: int, steps: int, seed: int, batch: int = 128, lr: float = 1e-3,
-    log: Callable[[dict], None] | None = None,
+    log: Callable[[dict], None] | None = None, colour: bool = False, p_concept: float = 0.4,
 ):  # fmt: skip
     from .views import to_float
 
     model = build(seed)
     hidden = DINO_CONFIG["hidden_size"]
     head = nn.Sequential(nn.Linear(hidden, 256), nn.GELU(), nn.Linear(256, 64))
-    _, images = encoder_data(n_images, seed)
+    _, images = encoder_data(n_images, seed, p_concept=p_concept)
     g = torch.Generator().manual_seed(seed + 3)
     params = [*model.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
@@ -78,7 +78,7 @@ def train_dino(
     for step in range(steps):
         idx = torch.randint(0, len(images), (batch,), generator=g).numpy()
         x = to_float(images[idx])
-        va, vb = normalise(random_view(x, g)), normalise(random_view(x, g))
+        va, vb = (normalise(random_view(x, g, colour=colour)) for _ in range(2))
         feats = model(pixel_values=torch.cat([va, vb])).pooler_output
         pa, pb = head(feats).chunk(2)
         loss = nt_xent(pa, pb)

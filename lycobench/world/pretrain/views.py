@@ -37,7 +37,9 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def random_view(x: torch.Tensor, g: torch.Generator, min_scale: float = 0.3) -> torch.Tensor:
+def random_view(
+    x: torch.Tensor, g: torch.Generator, min_scale: float = 0.3, colour: bool = False
+) -> torch.Tensor:
     """A random crop (scale min_scale..1 of the side, anywhere in the image) resized back, a random
     horizontal flip, a mild per-channel gain and a little noise: one view of each image.
 
@@ -55,6 +57,30 @@ def random_view(x: torch.Tensor, g: torch.Generator, min_scale: float = 0.3) -> 
     theta[:, 1, 1], theta[:, 1, 2] = s, ty
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if colour:
+        out = colour_distortion(out, g)
     gain = 1 + 0.16 * (torch.rand(n, 3, 1, 1, generator=g) - 0.5)
     noise = 0.03 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(out.shape, generator=g)
     return (out * gain + noise).clamp(0, 1)
+
+
+def colour_distortion(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """SimCLR/DINO's colour distortion, per image: hue moved by a random permutation of the channels
+    (p 0.8), brightness and contrast x0.6..1.4 (p 0.8), greyscale (p 0.2). Two views then share shape and
+    texture, not colour, so the encoder must encode those (with colour alone it matches a hatched square to
+    an outlined square of the same colour, not to another hatched object)."""
+    n = len(x)
+    perms = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+    pick = perms[torch.randint(0, 6, (n,), generator=g)]
+    keep = torch.rand(n, generator=g) >= 0.8
+    pick[keep] = perms[0]
+    x = torch.gather(x, 1, pick.view(n, 3, 1, 1).expand_as(x))
+    jitter = torch.rand(n, generator=g) < 0.8
+    bright = torch.where(jitter, 0.6 + 0.8 * torch.rand(n, generator=g), 1.0).view(n, 1, 1, 1)
+    contrast = torch.where(jitter, 0.6 + 0.8 * torch.rand(n, generator=g), 1.0).view(n, 1, 1, 1)
+    x = x * bright
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    grey = (torch.rand(n, generator=g) < 0.2).view(n, 1, 1, 1)
+    lum = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:]).expand_as(x)
+    return torch.where(grey, lum, x).clamp(0, 1)
