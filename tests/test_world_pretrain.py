@@ -344,3 +344,21 @@ def test_world_check_results_from_separate_processes_merge_and_differences_are_r
     (tmp_path / "b.json").write_text(json.dumps(lora))
     assert main(["world", "check", "--out", str(out), "--merge", *paths]) == 0
     assert json.loads(out.read_text())["settings"]["adapters"] == ["lora", "loha"]
+
+
+def test_colour_distortion_changes_colour_not_shape_and_is_seeded():
+    """The DINO views' colour distortion (SimCLR/DINO's): values stay in [0, 1], the same generator gives
+    the same views, and where the image is flat it stays flat (colour moves, edges do not)."""
+    import torch
+
+    from lycobench.world.pretrain.views import colour_distortion
+
+    x = torch.zeros(64, 3, 8, 8)
+    x[:, 0, 2:6, 2:6], x[:, 1] = 0.9, 0.3  # a red square on a green ground
+    a = colour_distortion(x, torch.Generator().manual_seed(1))
+    b = colour_distortion(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    inside, outside = a[:, :, 3, 3], a[:, :, 0, 0]
+    assert torch.equal(a[:, :, 2:6, 2:6], inside[:, :, None, None].expand(-1, -1, 4, 4))  # still one square
+    assert (inside - outside).abs().amax(1).min() > 0  # still told apart from its ground
+    assert (a - x).abs().amax((1, 2, 3)).gt(0.05).float().mean() > 0.5  # most views change colour
