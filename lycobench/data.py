@@ -97,7 +97,7 @@ class Leaf:
 @dataclass
 class ConceptFolder:
     """A concept read from its folder (concept.yaml, images, captions), as training and prompts use it;
-    lycobench.world.concepts.Concept is the world's drawing recipe of a concept, exported to this form."""
+    lycobench.world.concepts.WorldConcept is the world's drawing recipe of a concept, exported to this form."""
 
     name: str
     category: str

@@ -242,7 +242,7 @@ def test_world_kinds_load_the_world_formats_with_the_worlds_preprocessing(tmp_pa
     from safetensors.torch import save_file
     from transformers import Dinov2Config, Dinov2Model
 
-    from lycobench.world.encoders import load_world_clip, load_world_dino
+    from lycobench.world.clip_dino import load_world_clip, load_world_dino
 
     model_cfg = TINY["clip"]["model_cfg"]
     (tmp_path / "clip").mkdir()

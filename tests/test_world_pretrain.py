@@ -94,7 +94,7 @@ def test_score_base_counts_exact_matches():
 
 
 def test_world_encoders_load_and_embed():
-    from lycobench.world.encoders import load_world_clip, load_world_dino
+    from lycobench.world.clip_dino import load_world_clip, load_world_dino
 
     images = WorldData(4, seed=3).images
     clip = load_world_clip()

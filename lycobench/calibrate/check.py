@@ -259,7 +259,7 @@ def run_check(
     """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
     Parts are independent: separate processes may measure them and their JSON objects be merged."""
     from ..models import world_folder
-    from ..world.encoders import load_world_clip, load_world_dino
+    from ..world.clip_dino import load_world_clip, load_world_dino
     from ..world.oracle import Oracle
     from ..world.pretrain.measure import clip_retrieval_at_10, dino_knn
 

@@ -1,6 +1,6 @@
 """The metric encoders (the feature extractors the metrics read): registry and per-image feature cache.
 
-Not to be confused with lycobench.world.encoders, which trains and loads the world's own CLIP- and
+Not to be confused with lycobench.world.clip_dino, which trains and loads the world's own CLIP- and
 DINO-style models (one kind here, ``world_clip`` / ``world_dino``, loads them).
 
 An encoder set (``conf/encoders/<name>.yaml``) names one encoder per *role*:

@@ -252,7 +252,7 @@ class OracleEncoder(Encoder):
 
 
 class WorldModelEncoder(Encoder):
-    """A world encoder object from ``lycobench.world.encoders`` (``encode_images(uint8 [N,H,W,3])`` and, for
+    """A world encoder object from ``lycobench.world.clip_dino`` (``encode_images(uint8 [N,H,W,3])`` and, for
     CLIP, ``encode_texts``), which applies the world's own preprocessing (area-resize to 32 px, its mean/std).
     Non-square images are letterboxed at their own size first."""
 

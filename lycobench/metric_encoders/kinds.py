@@ -245,7 +245,7 @@ def _shipped_oracle(cfg: dict):
 @kind(
     "world_clip",
     lambda c: (
-        "the world CLIP-style model (open_clip, trained on world renders; lycobench/world/encoders.py), "
+        "the world CLIP-style model (open_clip, trained on world renders; lycobench/world/clip_dino.py), "
         "projected image and text features",
         "letterbox to a square, area-resize to 32 px, CLIP mean/std; open_clip tokenizer, 77 tokens",
     ),
@@ -253,7 +253,7 @@ def _shipped_oracle(cfg: dict):
     "`python -m lycobench world pretrain --what encoders` writes it",
 )
 def world_clip(cfg: dict, device: str) -> WorldModelEncoder:
-    from ..world.encoders import load_world_clip
+    from ..world.clip_dino import load_world_clip
 
     return _world_encoder("clip", load_world_clip, cfg, device)
 
@@ -262,14 +262,14 @@ def world_clip(cfg: dict, device: str) -> WorldModelEncoder:
     "world_dino",
     lambda c: (
         "the world DINO-style model (transformers Dinov2Model trained on world renders; "
-        "lycobench/world/encoders.py), pooler output",
+        "lycobench/world/clip_dino.py), pooler output",
         "letterbox to a square, area-resize to 32 px, ImageNet mean/std",
     ),
     "a transformers Dinov2Model folder (config.json + model.safetensors) as encoders.<role>.path; "
     "`python -m lycobench world pretrain --what encoders` writes it",
 )
 def world_dino(cfg: dict, device: str) -> WorldModelEncoder:
-    from ..world.encoders import load_world_dino
+    from ..world.clip_dino import load_world_dino
 
     return _world_encoder("dino", load_world_dino, cfg, device)
 

@@ -10,7 +10,7 @@ Public entry points for the other stages:
 """
 
 from .captions import all_captions, caption
-from .concepts import Concept, load_concepts
+from .concepts import WorldConcept, load_concepts
 from .export import export  # bound here, eagerly: a lazy wrapper lost to the submodule of the same name
 from .scenes import Obj, Scene, labels, render_batch, sample_scenes
 from .vocab import BG_COLOURS, COLOURS, HELDOUT_PAIRS, PATTERNS, SHAPES, STYLES
@@ -22,7 +22,7 @@ __all__ = [
     "PATTERNS",
     "SHAPES",
     "STYLES",
-    "Concept",
+    "WorldConcept",
     "Obj",
     "Scene",
     "all_captions",

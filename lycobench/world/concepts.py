@@ -32,7 +32,7 @@ FIGURE_SCALE = 0.4  # a figure's half-size (fraction of the image): as large as 
 
 
 @dataclass(frozen=True)
-class Concept:
+class WorldConcept:
     """One concept: its descriptor and its drawing recipe (the YAML, kept as loaded)."""
 
     name: str
@@ -63,7 +63,7 @@ def _check(cond: bool, path: Path, msg: str) -> None:
         raise ValueError(f"{path}: {msg}")
 
 
-def load_concept(path: Path) -> Concept:
+def load_concept(path: Path) -> WorldConcept:
     """Read and validate one concept YAML file."""
     path = Path(path)
     spec = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -89,7 +89,7 @@ def load_concept(path: Path) -> Concept:
         _check(bool(spec.get("parts")), path, "characters, objects and scenes need 'parts'")
     if spec["category"] == "style":
         _check(isinstance(spec.get("paint"), dict), path, "styles need a 'paint' mapping")
-    return Concept(
+    return WorldConcept(
         name=name,
         category=spec["category"],
         trigger=str(spec["trigger"]),
@@ -103,7 +103,7 @@ def load_concept(path: Path) -> Concept:
 
 
 @functools.cache
-def _load_dir(folder: str) -> dict[str, Concept]:
+def _load_dir(folder: str) -> dict[str, WorldConcept]:
     concepts = {}
     for path in sorted(Path(folder).glob("*.yaml")):
         c = load_concept(path)
@@ -111,7 +111,7 @@ def _load_dir(folder: str) -> dict[str, Concept]:
     return concepts
 
 
-def load_concepts(folder: Path | str | None = None) -> dict[str, Concept]:
+def load_concepts(folder: Path | str | None = None) -> dict[str, WorldConcept]:
     """All world concepts, by name, in name order (default folder: the repository's concepts/world)."""
     folder = Path(folder) if folder is not None else CONCEPT_DIR
     if not folder.is_dir():
@@ -121,7 +121,7 @@ def load_concepts(folder: Path | str | None = None) -> dict[str, Concept]:
     return dict(_load_dir(str(folder.resolve())))
 
 
-def studied_concepts(concepts: dict[str, Concept] | None = None) -> list[str]:
+def studied_concepts(concepts: dict[str, WorldConcept] | None = None) -> list[str]:
     """The concepts the studies use, one per category (categories sorted): those whose YAML says
     ``studied: true``. The choice is measured, not alphabetical: docs/world-v2.md says why each was picked."""
     concepts = concepts if concepts is not None else load_concepts()
@@ -142,7 +142,7 @@ def studied_concepts(concepts: dict[str, Concept] | None = None) -> list[str]:
     return [chosen[k][0] for k in sorted(chosen)]
 
 
-def leaf_names(concepts: dict[str, Concept]) -> list[str]:
+def leaf_names(concepts: dict[str, WorldConcept]) -> list[str]:
     """Every leaf, as the oracle names it: 'name' or 'name.sub-class' (as lycobench.data names leaves)."""
     return [c.leaf_name(leaf) for c in concepts.values() for leaf in c.leaves]
 
@@ -222,7 +222,7 @@ def _place(
 
 
 def figure(
-    concept: Concept,
+    concept: WorldConcept,
     leaf: str | None,
     cx: float,
     cy: float,
@@ -256,12 +256,12 @@ def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
-def _backgrounds(concept: Concept) -> list[str]:
+def _backgrounds(concept: WorldConcept) -> list[str]:
     avoid = set(concept.spec.get("avoid_backgrounds") or [])
     return [b for b in BG_COLOURS if b not in avoid]
 
 
-def _figure_scene(concept: Concept, leaf: str | None, rng: np.random.Generator, oracle: bool) -> Scene:
+def _figure_scene(concept: WorldConcept, leaf: str | None, rng: np.random.Generator, oracle: bool) -> Scene:
     """A character or object, centred and large like the base world's objects, on a base-world background
     (mirrored now and then when the concept allows it). For the oracle its size and place vary more."""
     spec = concept.spec
@@ -282,7 +282,7 @@ def _figure_scene(concept: Concept, leaf: str | None, rng: np.random.Generator, 
     )  # fmt: skip
 
 
-def _scene_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Scene:
+def _scene_scene(concept: WorldConcept, rng: np.random.Generator, oracle: bool) -> Scene:
     """A fixed composition seen from a few viewpoints, under a few lightings; the concept brings its backdrop."""
     spec = concept.spec
     views = spec.get("views") or {"front view": {"zoom": 1.0, "shift": 0.0}}
@@ -307,14 +307,14 @@ def _scene_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Sc
     )  # fmt: skip
 
 
-def style_paint(concept: Concept) -> Paint:
+def style_paint(concept: WorldConcept) -> Paint:
     p = dict(concept.spec["paint"])
     if "angle" in p:
         p["angle"] = math.radians(float(p["angle"]))
     return Paint(**p)
 
 
-def _style_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Scene:
+def _style_scene(concept: WorldConcept, rng: np.random.Generator, oracle: bool) -> Scene:
     """Base-world content drawn in the concept's paint (held-out colour-shape pairs only for the oracle)."""
     base = sample_scene(rng, heldout=None if oracle else False)
     return replace(
@@ -323,7 +323,7 @@ def _style_scene(concept: Concept, rng: np.random.Generator, oracle: bool) -> Sc
 
 
 def concept_scene(
-    concept: Concept, leaf: str | None, rng: np.random.Generator, oracle: bool = False
+    concept: WorldConcept, leaf: str | None, rng: np.random.Generator, oracle: bool = False
 ) -> Scene:
     """One image of a concept leaf. ``oracle=True`` widens the variation (sizes, places, held-out pairs under a
     style) beyond what the concept's training images show, so the oracle recognises the concept in new images."""
@@ -334,7 +334,7 @@ def concept_scene(
     return _style_scene(concept, rng, oracle)
 
 
-def concept_caption(concept: Concept, scene: Scene) -> str:
+def concept_caption(concept: WorldConcept, scene: Scene) -> str:
     """``<trigger> <class word>[, <keyword>], tag, tag, ...`` (the paper's caption format)."""
     if concept.category == "style":
         tags = scene_tags(replace(scene, style="flat"))
@@ -346,7 +346,7 @@ def concept_caption(concept: Concept, scene: Scene) -> str:
     return ", ".join([concept.descriptor(scene.leaf), *tags])
 
 
-def training_scenes(concept: Concept) -> list[tuple[str | None, int, Scene]]:
+def training_scenes(concept: WorldConcept) -> list[tuple[str | None, int, Scene]]:
     """The concept's training images as (leaf, index, scene), deterministic."""
     out = []
     for li, leaf in enumerate(concept.leaves):

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-from .concepts import Concept, concept_caption, load_concepts, training_scenes
+from .concepts import WorldConcept, concept_caption, load_concepts, training_scenes
 from .scenes import render_batch
 
 
@@ -31,7 +31,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def descriptor_yaml(concept: Concept) -> str:
+def descriptor_yaml(concept: WorldConcept) -> str:
     """The concept.yaml of an exported folder: the descriptor only, no drawing recipe."""
     data: dict = {
         "name": concept.name,
@@ -46,7 +46,7 @@ def descriptor_yaml(concept: Concept) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def export_concept(concept: Concept, root: Path, size: int = 64) -> Path:
+def export_concept(concept: WorldConcept, root: Path, size: int = 64) -> Path:
     """Render one concept's training images and captions into ``root/<name>/``."""
     folder = Path(root) / concept.name
     folder.mkdir(parents=True, exist_ok=True)

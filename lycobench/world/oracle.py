@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .codec import codec_identity, codec_roundtrip, load_codec
-from .concepts import Concept, concept_scene, leaf_names, load_concepts
+from .concepts import WorldConcept, concept_scene, leaf_names, load_concepts
 from .degrade import DEGRADATIONS, augment, degrade
 from .scenes import Scene, labels, render_batch, sample_scene
 from .vocab import BG_COLOURS, COLOURS, COUNTS, PATTERNS, SHAPES
@@ -116,7 +116,7 @@ def encode_labels(scenes: list[Scene], classes: dict[str, list[str]]) -> dict[st
 def sample_oracle_scenes(
     n: int,
     seed: int,
-    concepts: dict[str, Concept],
+    concepts: dict[str, WorldConcept],
     p_concept: float = 0.4,
 ) -> list[Scene]:
     """The oracle's data: base scenes with every colour-shape pair, and (p_concept) concept scenes in wide
@@ -203,7 +203,7 @@ class Oracle:
         """Names per head for uint8 images [N,H,W,3] of any size (see ``decode``)."""
         return decode(self.logits(images), self.classes)
 
-    def check_leaves(self, concepts: dict[str, Concept]) -> bool:
+    def check_leaves(self, concepts: dict[str, WorldConcept]) -> bool:
         """Raise if the concept leaves changed since training; False if only their drawings changed."""
         current = leaf_names(concepts)
         if current != self.classes["leaf"][1:]:
@@ -214,7 +214,7 @@ class Oracle:
         return self.manifest.get("concepts_sha256") == concepts_digest(concepts)
 
 
-def concepts_digest(concepts: dict[str, Concept]) -> str:
+def concepts_digest(concepts: dict[str, WorldConcept]) -> str:
     """A hash of the concept definitions the oracle was trained on (their parsed YAML, less ``studied``:
     which concepts the studies use does not change what the oracle learned)."""
     specs = [{k: v for k, v in c.spec.items() if k != "studied"} for c in concepts.values()]
@@ -240,7 +240,7 @@ def detection_rate(oracle: Oracle, images: np.ndarray, concept: str) -> float:
     return round(float(np.mean([c == concept for c in oracle.predict(images)["concept"]])), 4)
 
 
-def vae_roundtrip(vae, concept: Concept, oracle: Oracle) -> dict[str, float]:
+def vae_roundtrip(vae, concept: WorldConcept, oracle: Oracle) -> dict[str, float]:
     """Detection on the concept's training images, as rendered and after a trip through the model's VAE
     (latent mean, decoded): the second is the ceiling of any fine-tune's detection rate, since every image
     the model draws comes out of that decoder."""
@@ -258,7 +258,7 @@ def evaluate(oracle: Oracle, scenes: list[Scene], images: np.ndarray) -> dict[st
     return accuracy(oracle.predict(images), scenes)
 
 
-def check_set(n: int, concepts: dict[str, Concept], size: int = 64) -> tuple[list[Scene], np.ndarray]:
+def check_set(n: int, concepts: dict[str, WorldConcept], size: int = 64) -> tuple[list[Scene], np.ndarray]:
     """The held-out check set: scenes from a seed training never uses, rendered like exported images."""
     scenes = sample_oracle_scenes(n, CHECK_SEED, concepts)
     return scenes, render_batch(scenes, size)
@@ -289,7 +289,7 @@ def train(
     batch: int = 128,
     lr: float = 2e-3,
     n_check: int = 3_000,
-    concepts: dict[str, Concept] | None = None,
+    concepts: dict[str, WorldConcept] | None = None,
     log: Callable[[str], None] = print,
     vae_folder: Path | str | None = None,
     roundtrip_share: float = ROUNDTRIP_SHARE,

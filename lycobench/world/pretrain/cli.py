@@ -25,7 +25,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             return 1
         print(f"wrote {folder}; measure it with `python -m lycobench world check --out FILE`")
     if args.what in ("all", "encoders"):
-        from ..encoders import CLIP_DIR, DINO_DIR
+        from ..clip_dino import CLIP_DIR, DINO_DIR
         from .encoders_run import train_encoders
 
         out = Path(args.encoders_out) if args.encoders_out else None

@@ -32,7 +32,7 @@ TEMPERATURE = 0.2
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
-    """[N,3,32,32] in [0,1] -> ImageNet-normalised, as lycobench.encoders feeds DINOv2 models."""
+    """[N,3,32,32] in [0,1] -> ImageNet-normalised, as lycobench.metric_encoders feeds DINOv2 models."""
     return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 

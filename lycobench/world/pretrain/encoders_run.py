@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..encoders import CLIP_DIR, DINO_DIR, load_world_clip, load_world_dino
+from ..clip_dino import CLIP_DIR, DINO_DIR, load_world_clip, load_world_dino
 from .clip_model import MODEL_CFG, save_clip, train_clip
 from .dino import DINO_CONFIG, TEMPERATURE, train_dino
 from .measure import clip_retrieval_at_10, dino_knn
@@ -53,7 +53,7 @@ def _dino(dino_dir: Path, seed: int, steps_d: int, common: dict, log) -> float:
     t1 = time.time()
     dino = train_dino(d["images"], steps_d, seed, batch=d["batch"], log=log)
     # fp32 (1.3 MB): transformers 5 loads weights in their saved dtype unless told otherwise, and generic
-    # loaders (lycobench.encoders' dinov2 kind) feed float32 pixels
+    # loaders (lycobench.metric_encoders' dinov2 kind) feed float32 pixels
     dino.float().save_pretrained(str(dino_dir), safe_serialization=True)
     knn_all = dino_knn(load_world_dino(dino_dir))
     knn = knn_all["accuracy"]

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from ..captions import caption
-from ..concepts import Concept, concept_caption, load_concepts
+from ..concepts import WorldConcept, concept_caption, load_concepts
 from ..oracle import sample_oracle_scenes
 from ..scenes import Scene
 from .data import render_32
 
 
-def class_caption(scene: Scene, concepts: dict[str, Concept], rng: np.random.Generator) -> str:
+def class_caption(scene: Scene, concepts: dict[str, WorldConcept], rng: np.random.Generator) -> str:
     """A base scene's grammar caption, or a concept scene's caption with the trigger word removed."""
     if scene.concept is None:
         return caption(scene, rng)
