@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lycobench import batch_invariance
 from lycobench import generate as gen
 from lycobench.config import compose, factors
 from lycobench.data import Item, Leaf
@@ -151,7 +152,7 @@ def test_the_batch_invariance_shim_pads_and_leaves_nothing_behind(tmp_path, conf
     pipe = load_pipeline(config(tmp_path).model, tmp_path / "cache")
     onednn = torch.backends.mkldnn.enabled
     lin, conv = pipe.unet.time_embedding.linear_1, pipe.unet.conv_in
-    with torch.no_grad(), gen.cpu_batch_invariance(pipe):
+    with torch.no_grad(), batch_invariance.cpu_batch_invariance(pipe):
         x = torch.randn(1, lin.in_features)
         assert torch.equal(lin(x), lin(torch.cat([x, torch.randn(5, lin.in_features)]))[:1])
         img = torch.randn(1, conv.in_channels, 16, 16)
