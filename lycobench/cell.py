@@ -100,6 +100,7 @@ class Cell:
         """``concepts``: the loaded (validated) ``cfg.concepts``, when the caller has them already."""
         from .data import all_leaves, load_concepts
         from .metric_encoders import encoders_identity
+        from .metrics import definitions
         from .models import model_identity
         from .prompts import plan_for, template_sources
 
@@ -134,7 +135,12 @@ class Cell:
             }
         )
         eval_key = content_key(
-            {"generate": gen_key, "evaluate": c(cfg.evaluate), "encoders": encoders_identity(cfg.encoders)}
+            {
+                "generate": gen_key,
+                "evaluate": c(cfg.evaluate),
+                "metrics": definitions(),
+                "encoders": encoders_identity(cfg.encoders),
+            }
         )
         self.keys = {"train": train_key, "generate": gen_key, "evaluate": eval_key}
 

@@ -93,6 +93,15 @@ def oracle_leaf(leaf: Leaf) -> str:
     return leaf.name
 
 
+def detected_as(leaf: Leaf, leaves) -> set[str]:
+    """The oracle leaves that count as drawing ``leaf``: itself; for a catch-all sub-class (no keyword: its
+    prompts name the concept alone, e.g. `kivo girl` for lumi's other outfits) any leaf of its concept,
+    since such a prompt asks for the character, not for one outfit."""
+    if leaf.subclass is None or leaf.keyword:
+        return {oracle_leaf(leaf)}
+    return {oracle_leaf(lf) for lf in leaves if lf.concept == leaf.concept}
+
+
 def _words(prompt: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", prompt.lower()))
 
@@ -232,7 +241,7 @@ def _oracle(spec: Spec, x: Inputs, idx: np.ndarray, leaf: Leaf) -> list[tuple[st
         if not x.oracle_knows(leaf):
             return []
         sel = [i for i in idx if x.has_leaf_trigger[i]]
-        args = ([pred[i]["leaf"] for i in sel], oracle_leaf(leaf))
+        args = ([pred[i]["leaf"] for i in sel], detected_as(leaf, x.leaves.values()))
     elif name == "concept_leakage":  # images whose prompt names no trained concept
         if not all(x.oracle_knows(lf) for lf in x.leaves.values()):
             return []  # a leaf it cannot see would be missed: a rate that undercounts

@@ -393,3 +393,18 @@ def test_sweep_preflight_names_missing_encoder_weights_before_any_compute(tmp_pa
         preflight(["sweep=smoke", "encoders=paper", f"results_dir={tmp_path}"])
     assert "encoders.clip.path" in str(e.value) and "encoders.style.path" in str(e.value)
     assert not any(tmp_path.iterdir()), "nothing was written"
+
+
+def test_a_catch_all_sub_class_is_detected_as_any_leaf_of_its_concept():
+    """`kivo girl` (lumi's catch-all: no outfit keyword) asks for the character in any outfit; `kivo girl,
+    brel outfit` asks for that outfit; a concept without sub-classes is itself."""
+    from lycobench.data import Leaf
+    from lycobench.evaluate import detected_as
+
+    def leaf(concept, sub, keyword):
+        return Leaf(concept, "character", "kivo", "girl", sub, keyword, [])
+
+    leaves = [leaf("lumi", "brel", "brel outfit"), leaf("lumi", "others", ""), leaf("bear", None, "")]
+    assert detected_as(leaves[0], leaves) == {"lumi.brel"}
+    assert detected_as(leaves[1], leaves) == {"lumi.brel", "lumi.others"}
+    assert detected_as(leaves[2], leaves) == {"bear"}

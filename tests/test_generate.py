@@ -269,3 +269,14 @@ def test_replaced_encoder_weights_redo_evaluation_only_and_a_touch_redoes_nothin
     after = keys()
     assert after["train"] == before["train"] and after["generate"] == before["generate"]
     assert after["evaluate"] != before["evaluate"]
+
+
+def test_a_changed_metric_definition_redoes_evaluation_only(tmp_path, config, monkeypatch):
+    from lycobench.cell import Cell
+    from lycobench.metrics import registry
+
+    before = Cell(config(tmp_path), tmp_path / "s").keys
+    monkeypatch.setattr(registry, "DEFINITIONS_VERSION", registry.DEFINITIONS_VERSION + 1)
+    after = Cell(config(tmp_path), tmp_path / "s").keys
+    assert after["train"] == before["train"] and after["generate"] == before["generate"]
+    assert after["evaluate"] != before["evaluate"]

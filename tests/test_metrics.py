@@ -294,3 +294,10 @@ def test_paper_levels():
         paper_level("text_similarity", "alter") == "image"
         and paper_level("image_similarity", "train") == "set"
     )
+
+
+def test_concept_detection_counts_any_accepted_leaf():
+    pred = ["lumi.brel", "lumi.tams", "bear", "lumi.brel"]
+    assert concept_detection(pred, "lumi.brel") == 0.5
+    assert concept_detection(pred, {"lumi.brel", "lumi.tams", "lumi.others"}) == 0.75
+    assert concept_detection(pred, {"lumi.brel"}) == concept_detection(pred, "lumi.brel")

@@ -12,7 +12,17 @@ Modules: registry (the card type, the decorator, shared guards), features (encod
 oracle_scores (the world oracle's). Importing the package registers every metric, in card order.
 """
 
-from .registry import INPUTS, LEVELS, METRICS, Metric, TooFewSamples, metric, normalize, paper_level  # noqa: I001
+from .registry import (
+    INPUTS,
+    LEVELS,
+    METRICS,
+    Metric,
+    TooFewSamples,
+    definitions,
+    metric,
+    normalize,
+    paper_level,
+)  # noqa: I001
 from .features import (
     base_drift,
     copy_rate,
@@ -37,7 +47,7 @@ from .oracle_scores import (
 )
 
 __all__ = [
-    "INPUTS", "LEVELS", "METRICS", "Metric", "TooFewSamples", "metric", "normalize", "paper_level",
+    "INPUTS", "LEVELS", "METRICS", "Metric", "TooFewSamples", "definitions", "metric", "normalize", "paper_level",
     "base_drift", "copy_rate", "copy_similarity", "frechet_distance", "image_similarity", "kid",
     "squared_centroid_distance", "style_distance", "style_loss", "text_similarity", "vendi",
     "vendi_from_kernel", "attribute_accuracy", "concept_detection", "concept_leakage", "oracle_drift",

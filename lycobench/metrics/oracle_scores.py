@@ -23,14 +23,16 @@ from .registry import _need, metric
     levels=("image",),
     criterion="fidelity",
     paper_name="",
-    formula="P = (1/n) sum_i [oracle leaf(x_i) = the prompt's leaf], over the images whose prompt holds the "
-    "leaf's trigger",
+    formula="P = (1/n) sum_i [oracle leaf(x_i) in A], over the images whose prompt holds the leaf's trigger; "
+    "A = {the prompt's leaf}, or for a catch-all sub-class (no keyword: the prompt names the concept alone) "
+    "every leaf of its concept",
     conventions="Ground truth only the embedded world has. The oracle counterpart of image similarity.",
     origin="lycobench",
 )
-def concept_detection(pred_leaves: Sequence[str], leaf: str) -> float:
+def concept_detection(pred_leaves: Sequence[str], accepted: str | set[str]) -> float:
     _need(len(pred_leaves), 1, "concept_detection")
-    return float(np.mean([p == leaf for p in pred_leaves]))
+    accepted = {accepted} if isinstance(accepted, str) else set(accepted)
+    return float(np.mean([p in accepted for p in pred_leaves]))
 
 
 @metric(

@@ -45,6 +45,9 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {}
+# Raise when a metric's code changes what it returns without its formula text changing: the evaluation key
+# holds this and every formula (``definitions``), so stored scores are recomputed, never silently mixed.
+DEFINITIONS_VERSION = 2
 
 
 def metric(name: str, **card) -> Callable:
@@ -56,6 +59,11 @@ def metric(name: str, **card) -> Callable:
         return fn
 
     return register
+
+
+def definitions() -> dict:
+    """What the evaluation key holds of the metrics: their version and every formula."""
+    return {"version": DEFINITIONS_VERSION, "formulas": {n: m.formula for n, m in METRICS.items()}}
 
 
 def paper_level(name: str, prompt_type: str) -> str:
