@@ -12,17 +12,6 @@ Modules: registry (the card type, the decorator, shared guards), features (encod
 oracle_scores (the world oracle's). Importing the package registers every metric, in card order.
 """
 
-from .registry import (
-    INPUTS,
-    LEVELS,
-    METRICS,
-    Metric,
-    TooFewSamples,
-    definitions,
-    metric,
-    normalize,
-    paper_level,
-)  # noqa: I001
 from .features import (
     base_drift,
     copy_rate,
@@ -44,6 +33,17 @@ from .oracle_scores import (
     oracle_drift,
     oracle_heads,
     oracle_vendi,
+)
+from .registry import (
+    INPUTS,
+    LEVELS,
+    METRICS,
+    Metric,
+    TooFewSamples,
+    definitions,
+    metric,
+    normalize,
+    paper_level,
 )
 
 __all__ = [
