@@ -277,6 +277,24 @@ def test_the_report_says_when_the_concepts_were_not_learned(tmp_path, cli):
     html = (sweep / "report" / "index.html").read_text()
     assert "Concepts not learned" in html and "no checkpoint learned hero.blue, hero.red" in html
     assert "Were the concepts learned?" in (sweep / "report" / "metrics.md").read_text()
+    last = pd.read_csv(
+        sweep / "report" / "concept_learning_last.csv"
+    )  # each default's last checkpoint, per seed
+    assert sorted(zip(last["cell"], last["seed"])) == [("loha", 23), ("loha", 24), ("lora", 23), ("lora", 24)]
+    assert (last["step"] == 12).all() and (last["learned"] == 1).all() and (last["leaves"] == 3).all()
+    assert last["missed"].str.startswith("hero.blue ").all() and not last["all_learned"].any()
+    assert "the default configuration of each algorithm learned: loha: seed 23 missed hero.blue" in html
+
+
+def test_the_last_checkpoint_sentence_names_each_seed():
+    from lycobench.analysis import learned_at_last_sentence
+
+    t = pd.DataFrame({"cell": ["lora", "lora", "loha"], "seed": [23, 24, 23], "all_learned": [True, False, True],
+                      "missed": ["", "hatch 0.67, lumi.tams 0.50", ""]})  # fmt: skip
+    s = learned_at_last_sentence(t)
+    assert "lora: every leaf for seed 23; seed 24 missed hatch 0.67, lumi.tams 0.50" in s
+    assert "loha: every leaf, seed 23" in s
+    assert learned_at_last_sentence(t.iloc[:0]) is None
 
 
 def test_the_page_states_its_provenance_and_sums_up_the_winners(built):

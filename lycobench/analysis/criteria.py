@@ -141,6 +141,42 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     return pd.DataFrame(rows, columns=cols)
 
 
+def learned_at_last(raw: pd.DataFrame, defaults: list[str], learned: float = LEARNED) -> pd.DataFrame:
+    """Per default configuration (the paper's default of each algorithm) and seed: which leaves its last
+    checkpoint learned (oracle detection >= ``learned`` on the trigger prompts), and the rates it missed."""
+    cols = ["cell", "seed", "step", "learned", "leaves", "all_learned", "missed"]
+    d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
+    d = d[d["cell"].isin(defaults)].dropna(subset=["value"])
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    d = d[d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")]
+    rows = []
+    for (cell, seed), g in d.groupby(["cell", "seed"]):
+        miss = g[g["value"] < learned].sort_values("leaf")
+        rows.append({
+            "cell": cell, "seed": seed, "step": int(g["step"].iloc[0]), "learned": int(len(g) - len(miss)),
+            "leaves": int(len(g)), "all_learned": miss.empty,
+            "missed": ", ".join(f"{r.leaf} {r.value:.2f}" for r in miss.itertuples()),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def learned_at_last_sentence(t: pd.DataFrame) -> str | None:
+    """One sentence per default configuration: did its last checkpoint learn every concept, seed by seed?"""
+    if t.empty:
+        return None
+    out = []
+    for cell, g in t.groupby("cell", sort=False):
+        ok = g.loc[g["all_learned"], "seed"].tolist()
+        bad = [f"seed {r.seed} missed {r.missed}" for r in g.itertuples() if not r.all_learned]
+        seeds = "seed" + ("s " if len(ok) > 1 else " ") + ", ".join(map(str, ok)) if ok else ""
+        if not bad:
+            out.append(f"{cell}: every leaf, {seeds}")
+        else:
+            out.append(f"{cell}: " + (f"every leaf for {seeds}; " if ok else "") + "; ".join(bad))
+    return "At the last checkpoint, the default configuration of each algorithm learned: " + ". ".join(out) + "."
+
+
 def leaves_without_oracle(raw: pd.DataFrame) -> list[str]:
     """Leaves the oracle read (it has rows for them) but has no class for: a user's concept, which the world
     oracle cannot detect; evaluate leaves out its detection instead of storing 0."""

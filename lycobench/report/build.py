@@ -149,6 +149,7 @@ def analyse(
     alarms = an.overfitting_alarms(crit)
     corr = an.correlations(leaf)
     learning = an.concept_learning(raw)
+    last_learned = an.learned_at_last(raw, sorted(configs.loc[configs["is_default"], "cell"]))
     findings = an.findings_table(scores, configs, an.load_claims())
     t1_check = an.table1_agreement(crit, configs)
     tables = {
@@ -163,6 +164,7 @@ def analyse(
         "overfitting.csv": alarms,
         "correlations.csv": corr.reset_index() if len(corr) else corr,
         "concept_learning.csv": learning,
+        "concept_learning_last.csv": last_learned,
     }
     for name, df in tables.items():
         cache.table(name, df.to_csv(index=False, float_format="%.6g"))
@@ -177,6 +179,7 @@ def analyse(
         "best": best,
         "alarms": alarms,
         "learning": learning,
+        "learned_at_last": last_learned,
         "learning_warning": an.learning_warning(learning),
         "no_oracle": an.leaves_without_oracle(raw),
         "findings": findings,

@@ -7,7 +7,7 @@ from html import escape
 
 import pandas as pd
 
-from ..analysis import CRITERIA, LEARNED
+from ..analysis import CRITERIA, LEARNED, learned_at_last_sentence
 from .html_parts import ci, table
 
 PROVENANCE_FIELDS = [
@@ -74,7 +74,8 @@ def executive_summary(result: dict) -> str:
         lines.append(
             f"<li><b>concepts learned</b> (oracle detection &ge; {LEARNED:.0%} on trigger prompts by at least one "
             f"checkpoint): {len(learned)} of {len(learning)} leaves ({ever}). "
-            "<a href='#learning'>Details</a></li>"
+            + escape(learned_at_last_sentence(result.get("learned_at_last", learning.iloc[:0])) or "")
+            + " <a href='#learning'>Details</a></li>"
         )
     elif lines:
         lines.append("<li><b>concepts learned</b>: not measured (needs the oracle of a world sweep)</li>")

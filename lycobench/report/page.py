@@ -17,6 +17,7 @@ from ..analysis import (
     LEARNED,
     OVERFIT_TOL,
     R2_RELIABLE,
+    learned_at_last_sentence,
     no_oracle_note,
     scatter_pairs_for,
 )
@@ -124,7 +125,20 @@ def _learning(result: dict) -> str:
         "trained checkpoint (and which one was best), the share of checkpoints that learned the leaf (detection "
         f"&ge; {LEARNED:.0%}), and the median at each run's last checkpoint; <i>images</i>: trigger images "
         "behind one rate (with few, a single checkpoint's rate is noisy) "
-        f"({_link(result, 'concept_learning.csv')}).</p>" + table(t, left=("leaf", "best_cell"))
+        f"({_link(result, 'concept_learning.csv')}).</p>"
+        + table(t, left=("leaf", "best_cell"))
+        + _learned_at_last(result)
+    )
+
+
+def _learned_at_last(result: dict) -> str:
+    t = result.get("learned_at_last")
+    if t is None or t.empty:
+        return ""
+    return (
+        f"<p>{escape(learned_at_last_sentence(t))} Per run, the leaves learned at the last checkpoint "
+        f"(detection &ge; {LEARNED:.0%}) and the rates of those missed "
+        f"({_link(result, 'concept_learning_last.csv')}):</p>" + table(t, left=("cell", "missed"))
     )
 
 
@@ -295,6 +309,7 @@ def _files(result: dict) -> str:
         ("pareto.csv", "Pareto front members"),
         ("correlations.csv", "correlation matrix of normalised scores"),
         ("concept_learning.csv", "oracle concept detection per leaf: were the concepts learned?"),
+        ("concept_learning_last.csv", "per default configuration and seed: the leaves its last checkpoint learned"),
         ("shap/summary.csv", "SHAP model fit quality and mean |SHAP| per feature"),
         (
             "shap/importance.csv",

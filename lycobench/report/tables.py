@@ -72,6 +72,11 @@ def markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
             md.append(f"**Warning:** {result['learning_warning']}\n\n")
         if len(result["learning"]):
             md.append(markdown(result["learning"], ".3g"))
+        last = result.get("learned_at_last")
+        if last is not None and len(last):
+            from ..analysis import learned_at_last_sentence
+
+            md.append(f"\n{learned_at_last_sentence(last)}\n\n" + markdown(last))
     md.append("\n## Metrics (mean over leaves, mean and std over seeds; step 0 = base model)\n\n")
     md.append(markdown(summary) if len(summary) else "no finished runs yet\n")
     return "".join(md)
