@@ -115,6 +115,17 @@ def overfitting_alarms(crit: pd.DataFrame, tol: float = OVERFIT_TOL) -> pd.DataF
 LEARNED = 0.8  # a checkpoint has learned a leaf when the oracle detects it in >= 80% of its trigger images
 
 
+def _trigger_detection(raw: pd.DataFrame) -> pd.DataFrame:
+    """The oracle's concept detection on trigger prompts, fine-tuned checkpoints only."""
+    d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
+    return d.dropna(subset=["value"])
+
+
+def _at_last_step(d: pd.DataFrame) -> pd.Series:
+    """Rows of each run's last checkpoint."""
+    return d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")
+
+
 def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFrame:
     """Did the fine-tunes learn the concepts? Per leaf, from the oracle's ``concept_detection`` on trigger
     prompts (world sweeps only; empty otherwise): over every trained checkpoint the median and best rate
@@ -123,11 +134,10 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     rankings among checkpoints that never learned a leaf compare failures; the report says so."""
     cols = ["leaf", "checkpoints", "images", "median", "best", "best_cell", "best_seed", "best_epoch",
             "share_learned", "median_last"]  # fmt: skip
-    d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
-    d = d.dropna(subset=["value"])
+    d = _trigger_detection(raw)
     if d.empty:
         return pd.DataFrame(columns=cols)
-    last = d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")
+    last = _at_last_step(d)
     rows = []
     for leaf, g in d.groupby("leaf"):
         top = g.loc[g["value"].idxmax()]
@@ -145,11 +155,11 @@ def learned_at_last(raw: pd.DataFrame, defaults: list[str], learned: float = LEA
     """Per default configuration (the paper's default of each algorithm) and seed: which leaves its last
     checkpoint learned (oracle detection >= ``learned`` on the trigger prompts), and the rates it missed."""
     cols = ["cell", "seed", "step", "learned", "leaves", "all_learned", "missed"]
-    d = raw[(raw["metric"] == "concept_detection") & (raw["prompt_type"] == "trigger") & ~raw["is_base"]]
-    d = d[d["cell"].isin(defaults)].dropna(subset=["value"])
+    d = _trigger_detection(raw)
+    d = d[d["cell"].isin(defaults)]
     if d.empty:
         return pd.DataFrame(columns=cols)
-    d = d[d["step"] == d.groupby(["cell", "seed"])["step"].transform("max")]
+    d = d[_at_last_step(d)]
     rows = []
     for (cell, seed), g in d.groupby(["cell", "seed"]):
         miss = g[g["value"] < learned].sort_values("leaf")
@@ -174,7 +184,9 @@ def learned_at_last_sentence(t: pd.DataFrame) -> str | None:
             out.append(f"{cell}: every leaf, {seeds}")
         else:
             out.append(f"{cell}: " + (f"every leaf for {seeds}; " if ok else "") + "; ".join(bad))
-    return "At the last checkpoint, the default configuration of each algorithm learned: " + ". ".join(out) + "."
+    return (
+        "At the last checkpoint, the default configuration of each algorithm learned: " + ". ".join(out) + "."
+    )
 
 
 def leaves_without_oracle(raw: pd.DataFrame) -> list[str]:

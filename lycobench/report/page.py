@@ -309,7 +309,10 @@ def _files(result: dict) -> str:
         ("pareto.csv", "Pareto front members"),
         ("correlations.csv", "correlation matrix of normalised scores"),
         ("concept_learning.csv", "oracle concept detection per leaf: were the concepts learned?"),
-        ("concept_learning_last.csv", "per default configuration and seed: the leaves its last checkpoint learned"),
+        (
+            "concept_learning_last.csv",
+            "per default configuration and seed: the leaves its last checkpoint learned",
+        ),
         ("shap/summary.csv", "SHAP model fit quality and mean |SHAP| per feature"),
         (
             "shap/importance.csv",
