@@ -21,7 +21,6 @@ import io
 import logging
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,6 @@ LOG_COLUMNS = ["step", "epoch", "loss", "lr", "seconds", "steps_per_s", "cpu_sec
 
 class TrainingDiverged(RuntimeError):
     cause = "nan"
-
-
-class AdapterHasNoEffect(ValueError):
-    cause = "data"
 
 
 @dataclass
@@ -229,7 +224,11 @@ def train(
     embeddings it caches) runs with ``train.cpu_threads`` torch threads whatever the launcher gave the
     process: a sequential and a parallel sweep train the same bits."""
     if cfg.adapter.algo == "external":
-        return adopt_external(cfg, checkpoint_path, log_path, cache_dir)
+        from .external_adapter import adopt_external
+
+        step, epoch, path = adopt_external(cfg, checkpoint_path, cache_dir)
+        _write_log(log_path, [(step, epoch, None, None, None, None, None)])
+        return {step: path}
     previous = torch.get_num_threads()
     torch.set_num_threads(int(cfg.train.get("cpu_threads", 1)))
     try:
@@ -381,46 +380,3 @@ def _write_log(path: Path, rows) -> None:
 
 def _num(x, fmt: str = ".6g") -> str:
     return "" if x is None else format(x, fmt)
-
-
-# --- adapter=external -------------------------------------------------------------------------------
-
-MIN_EFFECT = 1e-6  # an adapter whose largest output change is below this does nothing
-
-
-def adopt_external(cfg: DictConfig, checkpoint_path, log_path: Path, cache_dir: Path) -> dict[int, Path]:
-    """Check that ``adapter.path`` loads into the model and changes its output, then copy it in as the
-    cell's single checkpoint (numbered by the step its metadata names, else 1)."""
-    from .models import load_pipeline
-
-    spec = cfg.adapter.get("path")
-    if not spec:
-        raise FileNotFoundError(
-            "adapter=external needs adapter.path=<file.safetensors> (a LyCORIS/kohya adapter)"
-        )
-    src = Path(str(spec)).expanduser().resolve()
-    pipe = load_pipeline(cfg.model, cache_dir)
-    adapter = adapters.load_external(pipe, src)
-    change = adapters.effect(pipe, adapter)
-    broken = sorted(part for part, c in change.items() if not math.isfinite(c))
-    if broken:  # finite weights can still overflow: every image would be black
-        raise AdapterHasNoEffect(
-            f"{src}: switching it on turns the {' and '.join(broken)} output into NaN or infinity; its "
-            "weights are far too large for this model (a diverged training): use an earlier checkpoint"
-        )
-    if not max(change.values()) >= MIN_EFFECT:
-        raise AdapterHasNoEffect(
-            f"{src}: loads, but switching it on changes nothing (largest output change {max(change.values()):.2g}); "
-            "its deltas are zero, or it was made for another model: check adapter.path"
-        )
-    meta = adapters.read_metadata(src)
-    step = (
-        next((int(meta[k]) for k in ("lycobench.step", "ss_steps") if str(meta.get(k, "")).isdigit()), 0) or 1
-    )
-    epoch = next(
-        (int(meta[k]) for k in ("lycobench.epoch", "ss_epoch") if str(meta.get(k, "")).isdigit()), None
-    )
-    dst = checkpoint_path(step)
-    atomic_write_with(dst, lambda tmp: shutil.copyfile(src, tmp))
-    _write_log(log_path, [(step, epoch, None, None, None, None, None)])
-    return {step: dst}

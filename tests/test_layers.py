@@ -13,7 +13,7 @@ LAYERS = {
     "analysis": {"analysis", "report"},
     "parts": {
         "models", "adapters", "adapter_checks", "lycoris_fixes", "data", "image_policy", "prompts", "attributes",
-        "metric_encoders", "metrics", "metric_validity", "batch_invariance",
+        "metric_encoders", "metrics", "metric_validity", "batch_invariance", "external_adapter",
     },
     "sources": {"world"},
     "ground": {"__init__", "store", "state_io", "config", "tokenizer", "devices", "sd_pipeline"},

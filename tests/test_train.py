@@ -11,6 +11,7 @@ from lycobench import adapters
 from lycobench import train as T
 from lycobench.config import compose
 from lycobench.data import ConceptFolder, Leaf, load_concepts
+from lycobench.external_adapter import AdapterHasNoEffect
 from lycobench.models import model_identity
 from lycobench.store import content_key
 
@@ -288,7 +289,7 @@ def test_external_adapter_without_effect_is_refused(cache, tmp_path):
     a, t = OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target)
     zero = adapters.attach(pipe, a, t, train_text_encoder=True, seed=0)  # LoRA starts as the identity
     adapters.save(zero, tmp_path / "zero.safetensors", {})
-    with pytest.raises(T.AdapterHasNoEffect, match="changes nothing"):
+    with pytest.raises(AdapterHasNoEffect, match="changes nothing"):
         run(
             compose(["sweep=smoke", "adapter=external", f"adapter.path={tmp_path / 'zero.safetensors'}"]),
             tmp_path,
@@ -316,7 +317,7 @@ def test_external_adapter_with_nan_or_overflowing_weights_is_refused(trained, ca
     huge = {k: v * 1e30 if "lora_" in k and k.endswith("weight") else v for k, v in sd.items()}
     save_file(huge, str(tmp_path / "huge.safetensors"))  # finite, but the output overflows
     cfg = compose(["sweep=smoke", "adapter=external", f"adapter.path={tmp_path / 'huge.safetensors'}"])
-    with pytest.raises(T.AdapterHasNoEffect, match="NaN or infinity") as e:
+    with pytest.raises(AdapterHasNoEffect, match="NaN or infinity") as e:
         run(cfg, tmp_path / "b", cache)
     assert classify(e.value) == "data"
 

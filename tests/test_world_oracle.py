@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 from lycobench.world.cli import main
 from lycobench.world.concepts import load_concepts
 from lycobench.world.degrade import DEGRADATIONS, degrade
-from lycobench.world.oracle import MANIFEST, WEIGHTS, Oracle, check_set, evaluate
+from lycobench.world.oracle import MANIFEST, WEIGHTS, Oracle
+from lycobench.world.oracle_train import check_set, evaluate
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ def _oracle_check(args: argparse.Namespace) -> int:
 
     from .concepts import load_concepts
     from .degrade import DEGRADATIONS, degrade
-    from .oracle import WEIGHTS, Oracle, check_set, evaluate
+    from .oracle import WEIGHTS, Oracle
+    from .oracle_train import check_set, evaluate
 
     torch.set_num_threads(args.threads)
     oracle = Oracle.load(args.weights or WEIGHTS)
@@ -55,7 +56,8 @@ def _oracle_check(args: argparse.Namespace) -> int:
 def _oracle_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .oracle import WEIGHTS, train
+    from .oracle import WEIGHTS
+    from .oracle_train import train
 
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
