@@ -74,3 +74,30 @@ def test_oracle_check_cli(tmp_path):
     acc = json.loads(out.read_text(encoding="utf-8"))
     assert {"shapes", "colours", "count", "bg_colour", "pattern", "concept"} <= set(acc)
     assert code == (0 if all(v >= 0.98 for v in acc.values()) else 1)
+
+
+def test_a_near_miss_is_a_figure_taken_apart_with_no_concept():
+    """Oracle negatives: a character's or object's parts, some dropped and the rest scattered; labelled no
+    concept, with the base-object heads undefined (the parts are no base objects)."""
+    from lycobench.world.oracle_train import near_miss
+    from lycobench.world.scenes import NEAR_MISS, labels
+
+    concepts = load_concepts()
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        s = near_miss(concepts, rng)
+        lab = labels(s)
+        assert s.category == NEAR_MISS and lab["concept"] == "none" and lab["leaf"] == "none"
+        assert lab["shapes"] is None and lab["count"] is None and lab["bg_colour"] is not None
+        assert len(s.figure) >= 2 and not s.objects
+
+
+def test_oracle_rejects_near_misses(oracle):
+    """Fragments in a concept's colours are not the concept: the oracle calls most held-out near misses
+    no concept (measured in the manifest, clean and after the autoencoder round trip)."""
+    from lycobench.world.oracle_train import near_miss_rejected
+
+    manifest = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    stated = manifest["accuracy"]["near_miss_rejected"]
+    assert stated["clean"] >= 0.9 and stated["vae"] >= 0.85, stated
+    assert near_miss_rejected(oracle, 200, load_concepts())["clean"] >= 0.9

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .codec import codec_identity, codec_roundtrip, load_codec
-from .concepts import WorldConcept, leaf_names, load_concepts
+from .concepts import WorldConcept, concept_scene, leaf_names, load_concepts
 from .degrade import DEGRADATIONS, augment, degrade
 from .oracle import (
     INPUT,
@@ -32,10 +33,57 @@ from .oracle import (
     preprocess,
     sample_oracle_scenes,
 )
-from .scenes import Scene, labels, render_batch
+from .render import Part
+from .scenes import NEAR_MISS, Scene, labels, render_batch
 
 CHECK_SEED = 90_210  # held-out scenes: a seed stream training never uses
 ROUNDTRIP_SHARE = 0.5  # of the training images pass through the autoencoder
+NEAR_MISS_SHARE = 0.1  # of the training images are concept figures taken apart, labelled "no concept"
+
+
+def _shifted(part: Part, dx: float, dy: float) -> Part:
+    """``part`` moved by (dx, dy) image units (its shading frame with it)."""
+    args = list(part.args)
+    n_xy = len(args) if part.kind == "poly" else 4 if part.kind == "capsule" else 2
+    for i in range(0, n_xy, 2):
+        args[i] += dx
+        args[i + 1] += dy
+    fx, fy, fr = part.frame
+    return replace(part, args=tuple(args), frame=(fx + dx, fy + dy, fr))
+
+
+def near_miss(concepts: dict[str, WorldConcept], rng: np.random.Generator) -> Scene:
+    """A character's or object's figure taken apart: of three or more parts at least one is dropped (two or
+    more kept), and the kept parts move 0.1-0.25 of the image each in its own direction, at least 0.15 apart
+    from one another. It shows the concept's colours and pieces but not its figure, which is what a
+    fine-tune that failed often draws; the oracle learns to call it no concept (``NEAR_MISS``) instead of
+    reading a concept off colours and fragments."""
+    figures = [c for c in concepts.values() if c.category in ("character", "object")]
+    c = figures[int(rng.integers(len(figures)))]
+    scene = concept_scene(c, c.leaves[int(rng.integers(len(c.leaves)))], rng, oracle=True)
+    parts = list(scene.figure)
+    n = len(parts)
+    keep = n if n <= 2 else int(rng.integers(2, n))
+    kept = [parts[i] for i in sorted(rng.choice(n, keep, replace=False))]
+    for _ in range(100):  # moves far enough from one another that the figure does not survive
+        angle, dist = rng.uniform(0, 2 * math.pi, keep), rng.uniform(0.1, 0.25, keep)
+        d = np.stack([dist * np.cos(angle), dist * np.sin(angle)], 1)
+        gaps = np.linalg.norm(d[:, None] - d[None], axis=-1) + np.eye(keep)
+        if gaps.min() >= 0.15:
+            break
+    moved = tuple(_shifted(part, float(dx), float(dy)) for part, (dx, dy) in zip(kept, d))
+    return replace(scene, figure=moved, concept=None, leaf=None, category=NEAR_MISS, tags=())
+
+
+def with_near_misses(
+    scenes: list[Scene], share: float, seed: int, concepts: dict[str, WorldConcept]
+) -> list[Scene]:
+    """``scenes`` with a seeded ``share`` of them replaced by near misses."""
+    rng = np.random.default_rng(seed)
+    out = list(scenes)
+    for i in rng.permutation(len(scenes))[: int(round(share * len(scenes)))]:
+        out[int(i)] = near_miss(concepts, rng)
+    return out
 
 
 def encode_labels(scenes: list[Scene], classes: dict[str, list[str]]) -> dict[str, np.ndarray]:
@@ -109,6 +157,23 @@ def evaluate_all(
     return out
 
 
+def near_miss_rejected(
+    oracle: Oracle, n: int, concepts: dict[str, WorldConcept], vae=None
+) -> dict[str, float]:
+    """Share of ``n`` held-out near misses that the oracle calls no concept, as rendered and (with ``vae``)
+    after the autoencoder round trip."""
+    rng = np.random.default_rng(CHECK_SEED + 1)
+    images = render_batch([near_miss(concepts, rng) for _ in range(n)], INPUT)
+    out = {"n": n, "clean": _share_none(oracle, images)}
+    if vae is not None:
+        out["vae"] = _share_none(oracle, codec_roundtrip(vae, images))
+    return out
+
+
+def _share_none(oracle: Oracle, images: np.ndarray) -> float:
+    return round(float(np.mean([c == "none" for c in oracle.predict(images)["concept"]])), 4)
+
+
 def train(
     out: Path | str = WEIGHTS,
     seed: int = 0,
@@ -121,20 +186,25 @@ def train(
     log: Callable[[str], None] = print,
     vae_folder: Path | str | None = None,
     roundtrip_share: float = ROUNDTRIP_SHARE,
+    near_miss_share: float = NEAR_MISS_SHARE,
 ) -> dict:
     """Render a training set, train the oracle, measure it on the held-out check set, write weights + manifest.
 
     ``roundtrip_share`` of the training images are passed through the world base model's autoencoder
     (``vae_folder``, default the shipped one): every image the generator draws comes out of that decoder,
     which smooths small parts and corners, and the oracle must read concepts as the generator can draw
-    them. The check set is measured clean, degraded and after the same round trip (``vae``)."""
+    them. ``near_miss_share`` of them are near misses (``near_miss``). The check set is measured clean,
+    degraded and after the same round trip (``vae``); held-out near misses say how often the oracle
+    rejects one (``near_miss_rejected``)."""
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
     concepts = concepts if concepts is not None else load_concepts()
     classes = head_classes(leaf_names(concepts))
     t0, c0 = time.time(), time.process_time()  # CPU time too: wall time depends on what else runs
-    scenes = sample_oracle_scenes(n_images, seed, concepts)
+    scenes = with_near_misses(
+        sample_oracle_scenes(n_images, seed, concepts), near_miss_share, seed + 3, concepts
+    )
     images, chunk = [], 4096
     for i in range(
         0, n_images, chunk
@@ -202,6 +272,7 @@ def train(
             "lr": lr,
             "optimizer": "AdamW (weight decay 1e-4), warmup 5%, cosine",
             "concept_share": 0.4,
+            "near_miss_share": near_miss_share,
             "augment": "p=0.5 per image: resample through 12-24 px, blur sigma<=1.2 px, colour gain/offset/saturation, noise",
             "autoencoder_roundtrip": {"share": roundtrip_share, "vae": codec_identity(vae_folder)},
             "render_seconds": round(t_render, 1),
@@ -226,6 +297,7 @@ def train(
             k: {a: round(v, 4) for a, v in acc.items()}
             for k, acc in evaluate_all(oracle, check_scenes, check_images, vae).items()
         },
+        "near_miss_rejected": near_miss_rejected(oracle, n_check // 5, concepts, vae),
     }
     mtmp = out.with_suffix(".json.tmp")
     mtmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

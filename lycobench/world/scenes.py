@@ -113,18 +113,26 @@ def sample_scenes(n: int, seed: int, heldout: bool | None = False) -> list[Scene
     return [sample_scene(rng, heldout) for _ in range(n)]
 
 
+NEAR_MISS = "near-miss"  # Scene.category of the oracle's negatives (world/oracle_train.py)
+
+
 def labels(scene: Scene) -> dict[str, object]:
     """Ground truth for the oracle. None marks an attribute that is undefined for this scene.
 
     shapes / colours: the set of base shapes / colours present (concept figures do not count);
     count: number of base objects (0 or 1); bg_colour / pattern: the background (None for scene concepts,
     which bring their own); concept: its name or "none"; leaf: "name" or "name.sub-class" or "none".
+    A near miss (category ``NEAR_MISS``: a concept figure taken apart, an oracle negative) has no concept,
+    and its base-object heads are undefined.
     """
     scene_concept = scene.category == "scene"
+    no_objects = (
+        scene_concept or scene.category == NEAR_MISS
+    )  # a scattered figure's parts are no base objects
     return {
-        "shapes": None if scene_concept else frozenset(o.shape for o in scene.objects),
-        "colours": None if scene_concept else frozenset(o.colour for o in scene.objects),
-        "count": None if scene_concept else len(scene.objects),
+        "shapes": None if no_objects else frozenset(o.shape for o in scene.objects),
+        "colours": None if no_objects else frozenset(o.colour for o in scene.objects),
+        "count": None if no_objects else len(scene.objects),
         "bg_colour": None if scene_concept else scene.bg_colour,
         "pattern": None if scene_concept else scene.pattern,
         "concept": scene.concept or "none",
