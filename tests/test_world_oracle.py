@@ -77,7 +77,7 @@ def test_oracle_check_cli(tmp_path):
 
 
 def test_a_near_miss_is_a_figure_taken_apart_with_no_concept():
-    """Oracle negatives: a character's or object's parts, some dropped and the rest scattered; labelled no
+    """Oracle negatives: a character's or object's parts, scattered; labelled no
     concept, with the base-object heads undefined (the parts are no base objects)."""
     from lycobench.world.oracle_train import near_miss
     from lycobench.world.scenes import NEAR_MISS, labels

@@ -53,25 +53,22 @@ def _shifted(part: Part, dx: float, dy: float) -> Part:
 
 
 def near_miss(concepts: dict[str, WorldConcept], rng: np.random.Generator) -> Scene:
-    """A character's or object's figure taken apart: of three or more parts at least one is dropped (two or
-    more kept), and the kept parts move 0.1-0.25 of the image each in its own direction, at least 0.15 apart
-    from one another. It shows the concept's colours and pieces but not its figure, which is what a
-    fine-tune that failed often draws; the oracle learns to call it no concept (``NEAR_MISS``) instead of
-    reading a concept off colours and fragments."""
+    """A character's or object's figure taken apart: every part moves 0.1-0.25 of the image in its own
+    direction, at least 0.15 from where any other part moves. It shows the concept's colours and pieces but
+    not its figure, which is what a fine-tune that failed often draws; the oracle learns to call it no
+    concept (``NEAR_MISS``) instead of reading a concept off colours and fragments. No part is dropped: a
+    figure whose small parts merged into the body (buns into the head, at 32 px) is still the concept."""
     figures = [c for c in concepts.values() if c.category in ("character", "object")]
     c = figures[int(rng.integers(len(figures)))]
     scene = concept_scene(c, c.leaves[int(rng.integers(len(c.leaves)))], rng, oracle=True)
-    parts = list(scene.figure)
-    n = len(parts)
-    keep = n if n <= 2 else int(rng.integers(2, n))
-    kept = [parts[i] for i in sorted(rng.choice(n, keep, replace=False))]
+    n = len(scene.figure)
     for _ in range(100):  # moves far enough from one another that the figure does not survive
-        angle, dist = rng.uniform(0, 2 * math.pi, keep), rng.uniform(0.1, 0.25, keep)
+        angle, dist = rng.uniform(0, 2 * math.pi, n), rng.uniform(0.1, 0.25, n)
         d = np.stack([dist * np.cos(angle), dist * np.sin(angle)], 1)
-        gaps = np.linalg.norm(d[:, None] - d[None], axis=-1) + np.eye(keep)
+        gaps = np.linalg.norm(d[:, None] - d[None], axis=-1) + np.eye(n)
         if gaps.min() >= 0.15:
             break
-    moved = tuple(_shifted(part, float(dx), float(dy)) for part, (dx, dy) in zip(kept, d))
+    moved = tuple(_shifted(part, float(dx), float(dy)) for part, (dx, dy) in zip(scene.figure, d))
     return replace(scene, figure=moved, concept=None, leaf=None, category=NEAR_MISS, tags=())
 
 
