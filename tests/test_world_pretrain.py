@@ -334,6 +334,11 @@ def test_world_check_results_from_separate_processes_merge_and_differences_are_r
         merge_checks([("a", loha), ("b", _check_json(["lora"], train="quick"))])
     with pytest.raises(MergeError, match="loha measured in two files"):
         merge_checks([("a", loha), ("b", _check_json(["loha"]))])
+    other_oracle = _check_json(["lora"])
+    loha["settings"]["oracle"], other_oracle["settings"]["oracle"] = "aa" * 32, "bb" * 32
+    with pytest.raises(MergeError, match="setting 'oracle'"):  # the oracle decides every rate
+        merge_checks([("a", loha), ("b", other_oracle)])
+    del loha["settings"]["oracle"]
     paths = []
     for name, res in (("a.json", loha), ("b.json", _check_json(["loha"]))):
         (tmp_path / name).write_text(json.dumps(res))

@@ -289,7 +289,8 @@ def run_check(
         knn = dino_knn(load_world_dino(), per_concept=3 if fast else 20)
         result["dino_knn_accuracy"] = round(knn["accuracy"], 4)
         result["dino_knn_by_category"] = knn["by_category"]
-    result["settings"] = {"model": shown_path(folder), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
+    # the oracle decides every base and concept rate: its weights' hash is part of the experiment
+    result["settings"] = {"model": shown_path(folder), "oracle": oracle.manifest.get("sha256"), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
                           "train": train_group, "adapters": list(adapter_names), "overrides": list(overrides), "together": together, "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)

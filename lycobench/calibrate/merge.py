@@ -8,8 +8,8 @@ from pathlib import Path
 
 # The settings each part depends on: two files measuring the same part with other values are two experiments.
 RELEVANT = {
-    "base": ("model", "prompts", "heldout_prompts", "sampler", "fast"),
-    "concepts": ("model", "train", "overrides", "together", "fast"),
+    "base": ("model", "oracle", "prompts", "heldout_prompts", "sampler", "fast"),
+    "concepts": ("model", "oracle", "train", "overrides", "together", "fast"),
     "encoders": ("fast",),
 }
 PER_ADAPTER = ("curve_by_adapter", "tuned_by_adapter", "checkpoint_steps", "train_s")
