@@ -72,7 +72,7 @@ def test_oracle_check_cli(tmp_path):
     out = tmp_path / "check.json"
     code = main(["oracle-check", "--out", str(out), "--n", "150"])
     acc = json.loads(out.read_text(encoding="utf-8"))
-    assert {"shapes", "colours", "count", "bg_colour", "pattern", "concept"} <= set(acc)
+    assert {"shapes", "colours", "count", "bg_colour", "pattern", "concept", "near_miss_rejected"} <= set(acc)
     assert code == (0 if all(v >= 0.98 for v in acc.values()) else 1)
 
 
