@@ -37,14 +37,14 @@ def _oracle_check(args: argparse.Namespace) -> int:
     if not oracle.check_leaves(concepts):
         print("warning: concepts/world changed since the oracle was trained; consider `oracle-train`")
     scenes, images = check_set(args.n, concepts)
-    acc = evaluate(oracle, scenes, images)
+    clean = evaluate(oracle, scenes, images)
     # a figure's scattered parts are no concept (docs/world.md, "Near misses are no concept")
-    acc["near_miss_rejected"] = near_miss_rejected(oracle, max(1, args.n // 5), concepts)["clean"]
+    acc = clean | {"near_miss_rejected": near_miss_rejected(oracle, max(1, args.n // 5), concepts)["clean"]}
     _write_json(Path(args.out), {k: round(v, 4) for k, v in acc.items()})
     for k, v in acc.items():
         print(f"{k:>10}  {v:.4f}{'' if v >= THRESHOLD else '  < ' + str(THRESHOLD)}")
     if args.degraded_out:
-        table = {"clean": {k: v for k, v in acc.items() if k != "near_miss_rejected"}} | {
+        table = {"clean": clean} | {
             kind: evaluate(oracle, scenes, degrade(images, kind)) for kind in DEGRADATIONS
         }
         _write_json(

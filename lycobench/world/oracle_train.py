@@ -29,6 +29,7 @@ from .oracle import (
     Oracle,
     OracleNet,
     concepts_digest,
+    detection_rate,
     head_classes,
     preprocess,
     sample_oracle_scenes,
@@ -161,14 +162,10 @@ def near_miss_rejected(
     after the autoencoder round trip."""
     rng = np.random.default_rng(CHECK_SEED + 1)
     images = render_batch([near_miss(concepts, rng) for _ in range(n)], INPUT)
-    out = {"n": n, "clean": _share_none(oracle, images)}
+    out = {"n": n, "clean": detection_rate(oracle, images, "none")}
     if vae is not None:
-        out["vae"] = _share_none(oracle, codec_roundtrip(vae, images))
+        out["vae"] = detection_rate(oracle, codec_roundtrip(vae, images), "none")
     return out
-
-
-def _share_none(oracle: Oracle, images: np.ndarray) -> float:
-    return round(float(np.mean([c == "none" for c in oracle.predict(images)["concept"]])), 4)
 
 
 def train(
