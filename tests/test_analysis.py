@@ -415,6 +415,27 @@ def test_no_learning_warning_when_most_checkpoints_learned_or_without_an_oracle(
     )
 
 
+def test_learning_warning_tells_a_leaf_still_rising_from_one_that_fades():
+    """More training is advised only where the median rate is highest at the last checkpoint; a leaf that
+    peaked earlier and fell is said to fade (more exposures make it worse)."""
+    rising = detection_rows(
+        {("a", 1, 10): 0.1, ("a", 1, 30): 0.7, ("b", 1, 10): 0.2, ("b", 1, 30): 0.9}, "up"
+    )
+    fading = detection_rows(
+        {("a", 1, 10): 0.5, ("a", 1, 20): 0.9, ("a", 1, 30): 0.3, ("b", 1, 10): 0.4, ("b", 1, 20): 0.7,
+         ("b", 1, 30): 0.5}, "down",
+    )  # fmt: skip
+    t = an.concept_learning(pd.concat([rising, fading], ignore_index=True)).set_index("leaf")
+    assert (t.loc["down", "peak_epoch"], t.loc["down", "median_peak"]) == (2.0, pytest.approx(0.8))
+    assert (t.loc["up", "peak_epoch"], t.loc["up", "median_peak"]) == (3.0, pytest.approx(0.8))
+    warning = an.learning_warning(t.reset_index())
+    assert "up: the median rate is highest at the last checkpoint, so a larger training budget" in warning
+    assert "down 0.80 at epoch 2, 0.40 at the last" in warning and "down:" not in warning
+    # within FADE of the peak the last checkpoint counts as still rising (rate noise, not a fade)
+    flat = detection_rows({("a", 1, 10): 0.5, ("a", 1, 30): 0.45}, "flat")
+    assert "flat: the median rate is highest" in an.learning_warning(an.concept_learning(flat))
+
+
 def test_best_checkpoint_of_a_single_checkpoint_has_no_rank_and_no_crash():
     """One run with one checkpoint (an external adapter): every rank score is NaN, nothing to pick from."""
     crit = crit_frame({("ext", 1.0): {"fidelity": np.nan, "controllability": np.nan}})

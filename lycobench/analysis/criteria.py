@@ -113,6 +113,7 @@ def overfitting_alarms(crit: pd.DataFrame, tol: float = OVERFIT_TOL) -> pd.DataF
 
 
 LEARNED = 0.8  # a checkpoint has learned a leaf when the oracle detects it in >= 80% of its trigger images
+FADE = 0.1  # a median rate this far below its peak at the last checkpoint is a fade, not rate noise
 
 
 def _trigger_detection(raw: pd.DataFrame) -> pd.DataFrame:
@@ -130,10 +131,12 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     """Did the fine-tunes learn the concepts? Per leaf, from the oracle's ``concept_detection`` on trigger
     prompts (world sweeps only; empty otherwise): over every trained checkpoint the median and best rate
     and the share at or above ``learned``, and the median at each run's last checkpoint; ``images`` is the
-    number of trigger images behind one rate (few images make a single rate noisy). Fidelity
+    number of trigger images behind one rate (few images make a single rate noisy); ``peak_epoch`` is the
+    epoch whose median over runs is highest (``median_peak``), which tells a leaf still being learned at the
+    end from one that fades with more training. Fidelity
     rankings among checkpoints that never learned a leaf compare failures; the report says so."""
     cols = ["leaf", "checkpoints", "images", "median", "best", "best_cell", "best_seed", "best_epoch",
-            "share_learned", "median_last"]  # fmt: skip
+            "share_learned", "median_last", "peak_epoch", "median_peak"]  # fmt: skip
     d = _trigger_detection(raw)
     if d.empty:
         return pd.DataFrame(columns=cols)
@@ -142,11 +145,13 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     for leaf, g in d.groupby("leaf"):
         top = g.loc[g["value"].idxmax()]
         where = (top["cell"], top["seed"], top["epoch"]) if top["value"] > 0 else (None, None, np.nan)
+        by_epoch = g.groupby("epoch")["value"].median()
         rows.append({
             "leaf": leaf, "checkpoints": len(g), "images": g["n"].median() if "n" in g else np.nan,
             "median": g["value"].median(), "best": top["value"],
             "best_cell": where[0], "best_seed": where[1], "best_epoch": where[2],  # none when nothing was detected
             "share_learned": float((g["value"] >= learned).mean()), "median_last": g.loc[last[g.index], "value"].median(),
+            "peak_epoch": by_epoch.idxmax(), "median_peak": by_epoch.max(),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
 
@@ -223,8 +228,28 @@ def learning_warning(learning: pd.DataFrame, learned: float = LEARNED) -> str | 
         parts.append(f"no checkpoint learned {', '.join(never)}")
     if rarely:
         parts.append(f"fewer than half of the checkpoints learned {', '.join(rarely)}")
+    weak = learning[learning["leaf"].isin(never + rarely)]
+    # a leaf whose median rate fell by the last checkpoint is not short of training: more of it fades it further
+    fading = weak[weak["median_peak"] - weak["median_last"] > FADE]
+    rising = weak.drop(fading.index)["leaf"].tolist()
+    advice = []
+    if rising:
+        advice.append(
+            f"{', '.join(rising)}: the median rate is highest at the last checkpoint, so a larger training "
+            "budget (train.exposures_per_epoch, train.epochs) may teach more"
+        )
+    if not fading.empty:
+        peaks = ", ".join(
+            f"{r.leaf} {r.median_peak:.2f} at epoch {r.peak_epoch:g}, {r.median_last:.2f} at the last"
+            for r in fading.itertuples()
+        )
+        advice.append(
+            f"fading with more training (median rate {peaks}): a larger budget does not help them; an earlier "
+            "checkpoint or a lower learning rate may"
+        )
     return (
         f"{'; '.join(parts)} (learned: the oracle detects the concept in >= {learned:.0%} of the trigger "
-        "images). Fidelity scores for those leaves rank checkpoints that mostly failed to learn; a larger "
-        "training budget (train.exposures_per_epoch, train.epochs) teaches more."
+        "images). Fidelity scores for those leaves rank checkpoints that mostly failed to learn. "
+        + "; ".join(advice)
+        + "."
     )
