@@ -13,7 +13,7 @@ from lycobench.calibrate import check
 from lycobench.models import ModelNotFound, world_folder
 from lycobench.state_io import load_state
 from lycobench.world.cli import parser
-from lycobench.world.concepts import studied_concepts
+from lycobench.world.concepts import load_concepts, studied_concepts
 from lycobench.world.oracle import vae_roundtrip
 from lycobench.world.pretrain.data import WorldData
 from lycobench.world.pretrain.run import SHIPPED
@@ -249,8 +249,23 @@ def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
             and curve[-1] == scores["tuned_by_adapter"][adapter]
         )
     assert all(0.0 <= r <= 1.0 for r in [scores["base"], *scores["tuned_by_adapter"].values()])
+    leaves = scores["leaf_curves_by_adapter"]  # lumi has outfits: each one scored on its own prompt
+    assert set(leaves) == {"lora", "loha"} and set(leaves["lora"]) == {
+        "lumi.brel",
+        "lumi.tams",
+        "lumi.others",
+    }
+    assert all(len(c) == len(scores["checkpoint_steps"]["lora"]) for c in leaves["lora"].values())
     assert result["settings"]["overrides"] == overrides
     assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()
+
+
+def test_leaf_rates_score_each_outfit_on_its_own_prompt_as_a_study_does():
+    lumi = load_concepts()["lumi"]
+    assert lumi.leaves == ["brel", "tams", "others"]  # trigger_prompts' order: 2 images per leaf below
+    read = ["lumi.brel", "lumi.tams", "lumi.brel", "lumi.brel", "lumi.tams", "bear"]
+    # brel: 1 of 2 right; tams: drawn as brel twice (the keyword did not bind); others: any lumi leaf counts
+    assert check.leaf_rates(read, lumi, 6) == {"lumi.brel": 0.5, "lumi.tams": 0.0, "lumi.others": 0.5}
 
 
 def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_path, monkeypatch, capsys):
@@ -322,6 +337,13 @@ def test_world_check_results_from_separate_processes_merge_and_differences_are_r
     merged = merge_checks([("loha.json", loha), ("lora.json", lora), ("base.json", base)])
     bear = merged["concepts"]["bear"]
     assert list(bear["curve_by_adapter"]) == ["lora", "loha"] and bear["tuned"] == 0.7  # the paper's order
+    lumi_loha, lumi_lora = (
+        _check_json(["loha"]),
+        _check_json(["lora"]),
+    )  # per-leaf curves join per adapter too
+    lumi_loha["concepts"]["bear"]["leaf_curves_by_adapter"] = {"loha": {"bear.x": [0.1, 0.2, 0.3]}}
+    joined = merge_checks([("a", lumi_loha), ("b", lumi_lora)])["concepts"]["bear"]
+    assert joined["leaf_curves_by_adapter"] == {"loha": {"bear.x": [0.1, 0.2, 0.3]}}
     assert merged["base"] == {"shape": 1.0} and merged["clip_retrieval_at_10"] == 0.99
     s = merged["settings"]
     assert s["adapters"] == ["lora", "loha"] and s["parts"] == ["base", "concepts", "encoders"]

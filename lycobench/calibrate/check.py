@@ -133,6 +133,21 @@ def trigger_prompts(concept, n: int) -> list[str]:
     return [concept.descriptor(leaf) for leaf in concept.leaves for _ in range(per_leaf)]
 
 
+def leaf_rates(predicted_leaves: list[str], concept, n: int) -> dict[str, float]:
+    """Per sub-class leaf, the share of its own trigger images (``trigger_prompts`` order) in which the oracle
+    reads that leaf, as a study scores it: a catch-all leaf (no keyword) counts any leaf of its concept."""
+    per_leaf = -(-n // len(concept.leaves))
+    out = {}
+    for i, leaf in enumerate(concept.leaves):
+        mine = predicted_leaves[i * per_leaf : (i + 1) * per_leaf]
+        if concept.subclasses.get(leaf):
+            hits = [p == concept.leaf_name(leaf) for p in mine]
+        else:
+            hits = [p.split(".")[0] == concept.name for p in mine]
+        out[concept.leaf_name(leaf)] = round(float(np.mean(hits)), 4)
+    return out
+
+
 def fine_tune(
     model_folder: Path,
     names: list[str],
@@ -189,7 +204,9 @@ def concept_scores(
     ``adapter_names`` (``curve_by_adapter``: one rate per checkpoint, the learning curve; ``tuned``: the first
     adapter's last checkpoint, LoRA by default; ``tuned_by_adapter``: every adapter's last checkpoint). Each
     concept is fine-tuned alone, or (``together``) one model per adapter learns all of ``names`` at once, as
-    in a study; ``train_s`` is then that shared run's time. Every rate rests on ``per_concept`` images."""
+    in a study; ``train_s`` is then that shared run's time. Every rate rests on ``per_concept`` images; a
+    concept with sub-classes also gets ``leaf_curves_by_adapter``, each leaf on its own prompt's images
+    (the study's per-leaf criterion, which the concept-level rate can hide)."""
     from omegaconf import OmegaConf
 
     from .. import adapters as adapter_io
@@ -199,6 +216,7 @@ def concept_scores(
     prompts = {name: trigger_prompts(concepts[name], per_concept) for name in names}
     groups = [names] if together else [[name] for name in names]
     curves: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    leaf_curves: dict[str, dict[str, dict[str, list[float]]]] = {name: {} for name in names}
     steps: dict[str, dict[str, list[int]]] = {name: {} for name in names}
     seconds: dict[str, dict[str, int]] = {name: {} for name in names}
     for group in groups:
@@ -215,9 +233,14 @@ def concept_scores(
                     1.0,
                 )  # fmt: skip
                 for name in group:
+                    read = oracle.predict(sample(pipe, prompts[name], sampler=study_sampler))
                     curves[name][adapter].append(
-                        detection_rate(oracle, sample(pipe, prompts[name], sampler=study_sampler), name)
+                        round(float(np.mean([c == name for c in read["concept"]])), 4)
                     )
+                    if len(concepts[name].leaves) > 1:
+                        rates = leaf_rates(read["leaf"], concepts[name], len(prompts[name]))
+                        for leaf, rate in rates.items():
+                            leaf_curves[name].setdefault(adapter, {}).setdefault(leaf, []).append(rate)
             elapsed = round(time.time() - t0)  # a shared run's time counts for each of its concepts
             for name in group:
                 seconds[name][adapter] = elapsed
@@ -228,6 +251,7 @@ def concept_scores(
                      "tuned": curves[name][first][-1],
                      "tuned_by_adapter": {a: v[-1] for a, v in curves[name].items()},
                      "curve_by_adapter": curves[name], "checkpoint_steps": steps[name],
+                     **({"leaf_curves_by_adapter": leaf_curves[name]} if leaf_curves[name] else {}),
                      **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts[name])),
                      "images": len(prompts[name]), "train_s": seconds[name], "sampler": study_sampler}  # fmt: skip
     return out

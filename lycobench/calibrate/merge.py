@@ -12,7 +12,13 @@ RELEVANT = {
     "concepts": ("model", "oracle", "train", "overrides", "together", "fast"),
     "encoders": ("fast",),
 }
-PER_ADAPTER = ("curve_by_adapter", "tuned_by_adapter", "checkpoint_steps", "train_s")
+PER_ADAPTER = (
+    "curve_by_adapter",
+    "tuned_by_adapter",
+    "checkpoint_steps",
+    "train_s",
+    "leaf_curves_by_adapter",
+)
 ADAPTER_ORDER = ("lora", "loha", "lokr", "full")  # the paper's; ``tuned`` is the first measured
 
 
@@ -32,9 +38,10 @@ def _merge_concept(name: str, a: dict, b: dict) -> dict:
     twice = set(a["curve_by_adapter"]) & set(b["curve_by_adapter"])
     if twice:
         raise MergeError(f"concept {name}: {', '.join(sorted(twice))} measured in two files; keep one")
-    out = {**a, **{k: {**a[k], **b[k]} for k in PER_ADAPTER}}
+    keys = [k for k in PER_ADAPTER if k in a or k in b]  # per-leaf curves: concepts with sub-classes only
+    out = {**a, **{k: {**a.get(k, {}), **b.get(k, {})} for k in keys}}
     order = _order(list(out["curve_by_adapter"]))
-    out.update({k: {ad: out[k][ad] for ad in order} for k in PER_ADAPTER})
+    out.update({k: {ad: out[k][ad] for ad in order if ad in out[k]} for k in keys})
     out["tuned"] = out["tuned_by_adapter"][order[0]]
     return out
 
