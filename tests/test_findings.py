@@ -171,6 +171,53 @@ def test_table1_needs_three_of_its_configurations():
     assert (t["verdict"] == "not tested").all() and t["reason"].str.contains("2 of Table 1").all()
 
 
+def test_table1_counts_the_configurations_that_have_scores_not_those_the_sweep_declares():
+    scores, configs = score_table()
+    crit = an.criteria_scores(scores)
+
+    def diversity_without(cells):
+        kept = crit[~(crit["cell"].isin(cells) & (crit["criterion"] == "diversity"))]
+        return an.table1_agreement(kept, configs).set_index(["criterion", "group"]).loc[("diversity", "all")]
+
+    three = diversity_without(["loha", "lokr"])  # 5 of Table 1's configurations declared, 3 scored
+    assert three["verdict"] != "not tested" and three["n_configs"] == 3
+    two = diversity_without(["loha", "lokr", "full"])  # 2 scored: a tau over 2 items is always +-1
+    assert (
+        two["verdict"] == "not tested" and two["n_configs"] == 2 and "have diversity scores" in two["reason"]
+    )
+    assert pd.isna(two["tau"])
+
+
+def test_pooled_pairs_of_one_seed_count_once():
+    """Runs of one training seed share data order and noise, so their pairs are not independent: with a null
+    effect and a shared per-seed component, 26 configurations x 3 seeds must err about 1 time in 20, as
+    3 independent units do (pairs counted as 78 units erred in about half of the studies)."""
+    from lycobench.analysis.findings import judge
+
+    rng = np.random.default_rng(5)
+    wrong = 0
+    studies = 1000
+    for _ in range(studies):
+        seed_part = rng.normal(0, 1.0, 3)
+        diff = (seed_part[None, :] + rng.normal(0, 1.0, (26, 3))).ravel()
+        eff = pd.DataFrame({"diff": diff, "seed": np.tile([23, 24, 25], 26), "n_checkpoints": 3})
+        res = judge(eff, "better")
+        wrong += res["verdict"] != "inconclusive"
+        assert res["n_pairs"] == 78 and res["n_seeds"] == 3
+    assert 0.02 < wrong / studies < 0.08
+    # the effect is still the mean over pairs when every seed has as many pairs
+    assert judge(eff, "better")["effect"] == pytest.approx(diff.mean())
+
+
+def test_no_interval_when_every_seed_gives_the_same_effect():
+    eff = pd.DataFrame({"diff": [0.1, 0.1, 0.1], "seed": [23, 24, 25], "n_checkpoints": 3})
+    m, lo, hi = an.t_interval(eff["diff"])
+    assert m == pytest.approx(0.1) and math.isnan(lo) and math.isnan(hi)
+    from lycobench.analysis.findings import judge
+
+    assert judge(eff, "better")["verdict"] == "inconclusive"
+
+
 def test_claims_file_is_checked_and_names_the_problem(tmp_path):
     bad = tmp_path / "claims.yaml"
     bad.write_text("- {id: x, contrast: weekdays, measure: fidelity, expect: up, claim: c}\n")

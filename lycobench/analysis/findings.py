@@ -184,10 +184,15 @@ def pair_effects(ms: pd.DataFrame, pairs: list[tuple[str, str]], contrast: str) 
 
 
 def judge(effects: pd.DataFrame, expect: str) -> dict:
-    """The verdict on one set of pair effects (one number per pair of runs)."""
+    """The verdict on one set of pair effects (one number per pair of runs). The interval's unit is the
+    training seed: runs of one seed share their data order and diffusion noise whatever their
+    configuration, so the pairs of one seed are averaged first and the t-interval runs over the seeds'
+    means (counting every pair as independent made a null effect look real in up to half of the studies
+    when seeds differ; tests/test_findings.py)."""
     x = effects["diff"].to_numpy(float)
-    mean, lo, hi = t_interval(x)
-    sd = float(np.std(x, ddof=1)) if len(x) > 1 else math.nan
+    by_seed = effects.groupby("seed")["diff"].mean().to_numpy(float) if len(x) else x
+    mean, lo, hi = t_interval(by_seed)
+    sd = float(np.std(by_seed, ddof=1)) if len(by_seed) > 1 else math.nan
     return dict(
         verdict=verdict(lo, hi, expect, len(x)),
         effect=mean,
@@ -196,7 +201,7 @@ def judge(effects: pd.DataFrame, expect: str) -> dict:
         d_z=mean / sd if sd and sd > 0 else math.nan,
         n_pairs=len(x),
         n_checkpoints=int(effects["n_checkpoints"].sum()) if len(x) else 0,
-        n_seeds=int(effects["seed"].nunique()) if len(x) else 0,
+        n_seeds=len(by_seed),
     )
 
 
@@ -207,7 +212,8 @@ COLUMNS = ["id", "category", "verdict", "effect", "ci_lo", "ci_hi", "d_z", "n_pa
 def findings_table(scores: pd.DataFrame, configs: pd.DataFrame, claims: list[Claim]) -> pd.DataFrame:
     """Every claim's verdict pooled over its categories (``category`` = all, or the listed categories
     joined by +), then per category. ``effect``: the mean over pairs of runs of a's normalised score
-    minus b's (positive: a better), with its 95% t-interval, d_z = effect / sd, and the counts behind it."""
+    minus b's (positive: a better), with its 95% t-interval over the training seeds' means (``judge``),
+    d_z = effect / sd of those means, and the counts behind it."""
     rows = []
     scores = scores[(scores["scope"] == "category") & ~scores["is_base"]]
     studied = sorted(set(scores["group"]))
@@ -243,8 +249,10 @@ def findings_table(scores: pd.DataFrame, configs: pd.DataFrame, claims: list[Cla
         for category, part in [(pooled, pool.reset_index()), *((c, eff[eff["category"] == c]) for c in cats)]:
             res = judge(part, cl.expect)
             reason = "" if res["n_pairs"] else NO_PAIR[cl.contrast].format(a=cl.a, b=cl.b)
-            if res["n_pairs"] == 1:
-                reason = "one pair of runs: no interval"
+            if res["n_pairs"] and res["n_seeds"] == 1:
+                reason = "one training seed: no interval"
+            elif res["n_seeds"] > 1 and math.isnan(res["ci_lo"]):
+                reason = "the same effect in every seed (a saturated score): no interval"
             rows.append({**base, "category": category, **res, "compared": compared, "reason": reason})
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n_pairs"] = out["n_pairs"].fillna(0).astype(int)

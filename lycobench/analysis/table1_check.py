@@ -68,6 +68,10 @@ def table1_agreement(crit: pd.DataFrame, configs: pd.DataFrame, paper: dict | No
             per = g.groupby(["cell", "seed"])["score"].mean().unstack("seed")
             per = per.dropna(axis=1)  # the seeds every configuration has
             order = [r for r in present if present[r] in per.index]
+            if len(order) < MIN_CONFIGS:  # a configuration without scores here: tau over 2 is always +-1
+                why = f"{len(order)} of Table 1's configurations have {criterion} scores here (needs {MIN_CONFIGS})"
+                rows.append({**base, "n_configs": len(order), "verdict": "not tested", "reason": why})
+                continue
             M = per.loc[[present[r] for r in order]].to_numpy(float)
             ref = np.array([ranks[r] for r in order])
             tau, lo, hi = tau_bootstrap(M, ref) if M.shape[1] else (math.nan,) * 3

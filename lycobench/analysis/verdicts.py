@@ -19,13 +19,14 @@ def t_interval(x, level: float = CI_LEVEL) -> tuple[float, float, float]:
     Why t and not a bootstrap: the pairs are few (a study has 2-3 seeds), and a percentile bootstrap over
     n units cannot reach past their extremes: with 3 units its "95%" interval is the range, which misses
     the mean a quarter of the time. The t-interval is exact for normal effects and wide when n is small,
-    as it should be. Fewer than two pairs: no interval (NaN bounds)."""
+    as it should be. Fewer than two values, or no spread between them (discrete rank scores can repeat
+    exactly; a zero-width interval would claim certainty): no interval (NaN bounds)."""
     x = np.asarray(x, float)
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return math.nan, math.nan, math.nan
     m = float(x.mean())
-    if len(x) < 2:
+    if len(x) < 2 or np.ptp(x) == 0:
         return m, math.nan, math.nan
     from scipy.special import stdtrit  # the t quantile, without importing scipy.stats (seconds)
 

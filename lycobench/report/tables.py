@@ -56,11 +56,11 @@ def markdown_report(sweep_dir, finished, unfinished, summary, result) -> str:
 
         h = headline(result["findings"])
         h = h.assign(effect=[
-            "" if not n else f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n} pairs)"
-            for e, lo, hi, n in zip(h["effect"], h["ci_lo"], h["ci_hi"], h["n_pairs"])
+            "" if not n else f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}] ({n} pairs, {int(k)} seeds)"
+            for e, lo, hi, n, k in zip(h["effect"], h["ci_lo"], h["ci_hi"], h["n_pairs"], h["n_seeds"])
         ])  # fmt: skip
         md.append("\n## The paper's findings in this study (effect: mean paired difference of normalised ")
-        md.append("scores, 95% t-interval over pairs of runs; findings.csv)\n\n")
+        md.append("scores, 95% t-interval over training seeds; findings.csv)\n\n")
         md.append(markdown(h[["id", "category", "verdict", "effect", "reason"]].fillna("")))
     if result is not None and (len(result["learning"]) or result.get("no_oracle")):
         from ..analysis import no_oracle_note
