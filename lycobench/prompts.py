@@ -25,6 +25,9 @@ PROMPT_TYPES = ("train", "trigger", "alter", "style", "agnostic")
 TEMPLATE_TYPES = ("alter", "style", "agnostic")
 SET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 EXPECT_KEY = re.compile(r"^[a-z_]{1,32}$")
+OUTFIT = re.compile(
+    r"\S+ outfit"
+)  # a rare token + "outfit": dropped before CLIP text encoding, as the paper does
 # Expectation keys whose values are sets (the world oracle's multi-label heads).
 SET_KEYS = ("shapes", "colours")
 
@@ -288,18 +291,20 @@ def text_for_clip(prompt: str, leaf: Leaf) -> str:
     """The paper's trigger-word processing before CLIP text encoding (docs/paper-protocol.md, section 5.3).
 
     Characters: drop the trigger, keep the class word. Objects and scenes: the trigger becomes the
-    concept's plain name. Styles: drop trigger and class word. Sub-class keywords made of a rare token
-    (the anime "<token> outfit") are dropped; plain-word keywords ("realistic") stay.
+    concept's plain name ('-' and '_' read as spaces: plushie_bunny -> plushie bunny). Styles: drop trigger
+    and class word. An outfit keyword, a rare token before "outfit" (the paper's anime sub-classes), is
+    dropped; every other keyword is plain words ("realistic", "pink robe", "afro, illustration") and stays.
     """
     words = prompt.replace(",", " , ").split()
     if leaf.category == "character":
         words = [w for w in words if w != leaf.trigger]
     elif leaf.category in ("object", "scene"):
-        words = [leaf.concept.replace("-", " ") if w == leaf.trigger else w for w in words]
+        name = leaf.concept.replace("-", " ").replace("_", " ")
+        words = [name if w == leaf.trigger else w for w in words]
     else:
         text = " ".join(words).replace(f"{leaf.trigger} {leaf.class_word}", "")
         words = text.split()
-    if leaf.keyword and len(leaf.keyword.split()) > 1:
+    if OUTFIT.fullmatch(leaf.keyword or ""):
         text = " ".join(words).replace(leaf.keyword, "")
         words = text.split()
     text = " ".join(words).replace(" ,", ",")

@@ -70,6 +70,27 @@ def test_gram_vector_distance_is_the_sum_of_squared_frobenius_distances():
     assert v.shape == (2, 3 * 4 // 2 + 6 * 7 // 2)
 
 
+def test_style_taps_but_the_last_are_read_after_the_in_place_relu_that_follows_them():
+    """The paper's code reads VGG's conv1_1-conv4_1 after their in-place ReLU (the tap aliases the tensor the
+    ReLU rectifies) and conv5_1 before; lycobench keeps that. A change (a clone at the tap, a ReLU that is
+    not in place) would fail here."""
+    from lycobench.metric_encoders.base import short_side
+
+    enc = load_encoder(TINY, "style")  # taps [0, 5, 8] of a VGG make_layers stack: conv, ReLU(inplace), ...
+    ims = pictures(2)
+    x = torch.stack([to_tensor(short_side(im, enc.size), enc.mean, enc.std) for im in ims])
+    h, raw = x, []
+    with torch.no_grad():
+        for n, layer in enumerate(enc.layers[: enc.taps[-1] + 1]):
+            h = layer(h)
+            if n in enc.taps:
+                raw.append(h.clone())  # the conv output as it leaves the conv
+    after = [torch.relu(a) for a in raw[:-1]] + raw[-1:]
+    got = enc.encode_images(ims)
+    assert np.allclose(got, gram_vector(after).numpy(), atol=1e-6)
+    assert not np.allclose(got, gram_vector(raw).numpy(), atol=1e-6)
+
+
 # --- tiny encoders and the cache ---------------------------------------------------------------------
 
 
@@ -97,6 +118,35 @@ def test_feature_cache_computes_once_and_reads_back_identical_bits(tmp_path, mon
     assert other.key != enc.key
     texts = text_features(load_encoder(TINY, "clip"), ["a", "b", "a"], tmp_path / "cache")
     assert sorted(texts) == ["a", "b"] and texts["a"].shape == (32,)
+
+
+def test_evaluation_reads_images_by_the_training_image_policy(tmp_path):
+    """A transparent corner is white and an EXIF-rotated photo is upright, as training reads them; such
+    files get their own cache keys, plain RGB files keep theirs."""
+    from lycobench.metric_encoders import image_keys
+
+    enc = load_encoder(TINY, "dino")
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24] = (200, 30, 30, 255)  # an opaque red square, the rest transparent
+    on_white = rgba[..., :3].copy()
+    on_white[rgba[..., 3] == 0] = 255
+    tall = pictures(1, size=(24, 40))[0]  # 24 wide, 40 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to be upright": stored lying down, 40 wide
+    (tmp_path / "img").mkdir()
+    tall.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "img" / "phone.jpg", exif=exif, quality=100)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "img" / "cut.png")
+    plain = save_pngs(tmp_path / "plain", [Image.fromarray(on_white)])
+    paths = [tmp_path / "img" / "cut.png", tmp_path / "img" / "phone.jpg"]
+    feats = image_features(enc, paths + plain, tmp_path / "cache")
+    assert np.array_equal(feats[0], feats[2])  # the transparent PNG is read as the same picture on white
+    with Image.open(paths[1]) as im:
+        from lycobench.image_policy import to_rgb
+
+        upright = to_rgb(im)
+    assert upright.size == (24, 40) and np.allclose(feats[1], enc.encode_images([upright])[0], atol=1e-6)
+    keys = image_keys(paths + plain)
+    assert keys[0].endswith("-policy1") and keys[1].endswith("-policy1") and "-" not in keys[2]
 
 
 def test_oracle_features_decode_to_the_oracles_own_predictions():

@@ -61,6 +61,18 @@ def test_text_processing_per_category():
     st = Leaf("inky", "style", "pgs", "style", None, "", [])
     assert text_for_clip("pgs style of a city skyline", st) == "a city skyline"
     assert text_for_clip("a red star in pgs style", st) == "a red star in"
+    # plain-word keywords stay, only "<token> outfit" goes (the paper's examples); '_' in a name reads as a space
+    toy = Leaf("bunny", "object", "olis", "stuffed toy", "robe", "pink robe", [])
+    assert (
+        text_for_clip("olis stuffed toy, pink robe in grand canyon", toy)
+        == "bunny stuffed toy, pink robe in grand canyon"
+    )
+    man = Leaf("fck", "character", "fck", "man", "bald", "bald 3d", [])
+    assert text_for_clip("fck man, bald 3d selfie", man) == "man, bald 3d selfie"
+    afro = Leaf("fck", "character", "fck", "man", "afro", "afro, illustration", [])
+    assert text_for_clip("fck man, afro, illustration", afro) == "man, afro, illustration"
+    castle = Leaf("golden_castle", "scene", "adl", "scene", None, "", [])
+    assert text_for_clip("photo of adl scene", castle) == "photo of golden castle scene"
 
 
 # --- the five prompt types -----------------------------------------------------------------------------

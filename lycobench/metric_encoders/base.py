@@ -184,7 +184,12 @@ def gram_vector(acts: list[torch.Tensor]) -> torch.Tensor:
 
 class GramEncoder(Encoder):
     """Gram vectors of the activations at ``taps`` (indices into a flat ``nn.Sequential``).
-    Preprocessing: shorter side to ``size`` (aspect kept), then normalisation by ``mean``/``std``."""
+    Preprocessing: shorter side to ``size`` (aspect kept), then normalisation by ``mean``/``std``.
+
+    A tap keeps a reference to its layer's output, and a following ``ReLU(inplace=True)`` (torchvision's
+    VGG, the oracle) rectifies that tensor in place: every tap but the last is read after its ReLU. The
+    paper's authors' encoder does the same (their numbers were made so), so it is kept and the cards say
+    it; ``tests/test_encoders.py`` pins it."""
 
     role = "style"
 

@@ -165,7 +165,8 @@ def _vgg_preprocessing(c: dict) -> str:
     "vgg_random",
     lambda c: (
         f"seeded random conv stack (torchvision VGG make_layers {list(c['layers'])}; a fixture, no meaning), "
-        f"Gram matrices at layers {list(c['taps'])} (conv outputs before ReLU)",
+        f"Gram matrices at layers {list(c['taps'])} (conv outputs; all but the last read after the in-place "
+        "ReLU that follows)",
         _vgg_preprocessing(c),
     ),
 )
@@ -184,8 +185,8 @@ def vgg_random(cfg: dict, device: str) -> GramEncoder:
 @kind(
     "vgg19",
     lambda c: (
-        f"torchvision VGG-19 (IMAGENET1K_V1), Gram matrices at features{list(c['taps'])} (conv1_1 ... conv5_1, "
-        "before ReLU)",
+        f"torchvision VGG-19 (IMAGENET1K_V1), Gram matrices at features{list(c['taps'])} (conv1_1 ... conv5_1; "
+        "conv1_1-conv4_1 read after their in-place ReLU, conv5_1 before, as in the paper's code)",
         _vgg_preprocessing(c),
     ),
     "torchvision's vgg19-dcbb9e9d.pth (a state dict; only the features.* entries are used) or the same "
@@ -320,8 +321,8 @@ def _flat_conv_layers(net):
 @kind(
     "oracle_taps",
     lambda c: (
-        f"the world oracle's conv layers, Gram matrices at layers {list(c['taps'])} (after batch norm, "
-        "before ReLU)",
+        f"the world oracle's conv layers, Gram matrices at layers {list(c['taps'])} (after batch norm; all "
+        "but the last read after the in-place ReLU that follows)",
         "shorter side to 32 px (bicubic), the oracle's normalisation (mean 0.5, std 0.25)",
     ),
     "lycobench/world/weights/oracle.safetensors + .json; `python -m lycobench world oracle-train` writes them",

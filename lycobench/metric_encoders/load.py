@@ -12,6 +12,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import PROJECT_ROOT
+from ..image_policy import to_rgb
 from ..store import atomic_write_with, weights_identity
 from .base import ROLES, ClipEncoder, Encoder
 from .kinds import KINDS, resolve_path
@@ -126,8 +127,19 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def image_keys(paths: list[Path]) -> list[str]:
-    """Cache keys of image files: a hash of their bytes."""
-    return [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:32] for p in paths]
+    """Cache keys of image files: a hash of their bytes, tagged for a file that the image policy reads
+    otherwise than a plain RGB conversion (transparency, 16 bits, palette, EXIF rotation), so that features
+    cached before evaluation read images by the policy are not reused for it. Plain RGB files (every
+    generated image, the world's renders) keep their keys and their cached features."""
+    return [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:32] + _policy_tag(Path(p)) for p in paths]
+
+
+def _policy_tag(path: Path) -> str:
+    from PIL import Image
+
+    with Image.open(path) as im:  # the header only
+        plain = im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1  # 0x0112: EXIF orientation
+    return "" if plain else "-policy1"
 
 
 def image_features(
@@ -150,8 +162,8 @@ def image_features(
         idx = todo[start : start + batch_size]
         ims = []
         for i in idx:
-            with Image.open(paths[i]) as im:
-                ims.append(im.convert("RGB"))
+            with Image.open(paths[i]) as im:  # as training reads them: upright, transparency on white
+                ims.append(to_rgb(im))
         for i, f in zip(idx, encoder.encode_images(ims)):
             atomic_write_with(files[i], lambda tmp, f=f: _save_npy(tmp, np.asarray(f, np.float32)))
     if not files:

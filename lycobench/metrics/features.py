@@ -195,7 +195,8 @@ def vendi(x: np.ndarray) -> float:
     criterion="preservation",
     paper_name="Model Preservation (style) / style loss",
     formula="L = (1/n) sum_i sum_t ||G_t(x_i) - G_t(b_i)||_F^2; G_t(x) = psi_t psi_t^T / (c_t h_t w_t), psi_t = "
-    "tap t of the style encoder (VGG-19 conv1_1..conv5_1 before ReLU); b_i = the base model's image with the "
+    "tap t of the style encoder (VGG-19 conv1_1..conv5_1, the first four after their in-place ReLU as in the "
+    "paper's code); b_i = the base model's image with the "
     "same prompt and seed",
     conventions="Gatys et al.'s style loss with the paper's normalisation and no per-layer weights. Style-transfer "
     "code often weights layers, uses the mean instead of the sum, or scales by 1e3-1e6: rescale to compare.",
