@@ -20,7 +20,7 @@ class ModelNotFound(FileNotFoundError):
 
 
 # model config keys that say how the model is used, not which weights it has (kept out of cache keys)
-NOT_IDENTITY = ("templates",)
+NOT_IDENTITY = ("templates", "twin_cells")  # settings of how the model is used, not of its weights
 
 
 def model_identity(model_cfg: DictConfig) -> dict:

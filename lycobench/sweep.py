@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from .config import (
     PROJECT_ROOT,
@@ -56,6 +56,7 @@ def preflight(common: list[str]):
     check_collisions(common, cfg)
     if not cfg.sweep.configs or not cfg.sweep.seeds:
         raise ValueError(f"conf/sweep/{cfg.sweep.name}.yaml declares no configurations or no seeds")
+    drop_twins(cfg)
     concept_sets, generate_cfgs, cells = set(), {}, {}
     for cell in cfg.sweep.configs:
         cells[cell] = cell_cfg = compose_cell(common, cell, int(cfg.sweep.seeds[0]), base=cfg)
@@ -67,6 +68,25 @@ def preflight(common: list[str]):
     check_prompts(generate_cfgs, concepts)
     check_evaluation(cfg)  # metric configuration and encoder weight files; loads no model
     return cfg, cells, concepts
+
+
+def drop_twins(cfg) -> dict:
+    """Cells the model declares twins of another cell of the sweep (``model.twin_cells``: they build the
+    very same network there) are not run: a duplicate would cost its training and enter every comparison
+    as a built-in zero. They leave ``sweep.configs`` and are recorded in ``sweep.twins`` (the manifest)."""
+    declared = OmegaConf.select(cfg, "model.twin_cells", default=None) or {}
+    twins = {c: t for c, t in declared.items() if c in cfg.sweep.configs and t in cfg.sweep.configs}
+    if twins:
+        with open_dict(cfg):
+            for c in twins:
+                del cfg.sweep.configs[c]
+            cfg.sweep.twins = twins
+        same = ", ".join(f"{c} (= {t})" for c, t in twins.items())
+        print(
+            f"lycobench: not run, the same network as another cell on {cfg.model.name}: {same}",
+            file=sys.stderr,
+        )
+    return twins
 
 
 def pending(cfg, cells: dict, concepts: dict | None = None) -> list[str]:

@@ -362,6 +362,27 @@ def test_transformers4_text_encoder_names_are_read(tiny, tmp_path):
 # --- upstream bugs still present (lycoris_fixes.py) --------------------------------------------------
 
 
+def test_the_world_models_declared_twin_cells_build_the_same_network(tmp_path):
+    """conf/model/world.yaml declares lokr-f12 a twin of lokr (the sweep runs it once): on the world's
+    power-of-two widths factor 12 splits every wrapped layer as factor 8 does. If the world model's widths
+    change, this fails and the declaration must go."""
+    from lycobench.config import compose_cell
+    from lycobench.models import load_pipeline
+
+    world = OmegaConf.load(CONF_DIR / "model" / "world.yaml")
+    assert dict(world.twin_cells) == {"lokr-f12": "lokr"}
+    pipe = load_pipeline(world, tmp_path)
+    shapes = {}
+    for cell in ("lokr", "lokr-f12", "lokr-f4"):
+        cfg = compose_cell(["sweep=paper"], cell, 23)
+        assert cfg.adapter.algo == "lokr"
+        net = adapters.attach(
+            fresh(pipe), OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), True, 0
+        )
+        shapes[cell] = [tuple(p.shape) for p in net.parameters()]
+    assert shapes["lokr"] and shapes["lokr"] == shapes["lokr-f12"] and shapes["lokr"] != shapes["lokr-f4"]
+
+
 @pytest.mark.parametrize("algo", ["loha", "lokr"])
 def test_upstream_loha_lokr_merge_scales_twice(algo):
     a = {"algo": algo, "dim": 2, "alpha": 1, "factor": 4}  # alpha != dim, LoKr's second block low-rank

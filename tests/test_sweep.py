@@ -169,3 +169,18 @@ def _alive(pid: int) -> bool:
 
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split(") ")[-1][0] != "Z"  # a zombie has exited
+
+
+def test_cells_the_model_declares_twins_are_not_run_and_the_manifest_says_why(tmp_path):
+    from lycobench.sweep import preflight, write_manifest
+
+    common = ["sweep=smoke", f"results_dir={tmp_path}", "+model.twin_cells={lora-dim4: lora, absent: lora}"]
+    cfg, cells, _ = preflight(common)
+    assert list(cells) == ["lora"] and list(cfg.sweep.configs) == ["lora"]
+    assert dict(cfg.sweep.twins) == {"lora-dim4": "lora"}  # a twin of a cell the sweep lacks is ignored
+    manifest = json.loads(write_manifest(cfg, common).read_text())
+    assert list(manifest["sweep"]["configs"]) == ["lora"] and manifest["sweep"]["twins"] == {
+        "lora-dim4": "lora"
+    }
+    cfg, cells, _ = preflight(["sweep=smoke", f"results_dir={tmp_path}"])  # no declaration: every cell runs
+    assert list(cells) == ["lora", "lora-dim4"] and "twins" not in cfg.sweep
