@@ -7,6 +7,7 @@ alone, without importing torch, and nothing is rewritten.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import platform
@@ -31,6 +32,7 @@ from .store import (
     content_key,
     file_sha256,
     is_done,
+    read_json,
     write_marker,
 )
 
@@ -148,11 +150,38 @@ class Cell:
         return is_done(self.rd.marker(stage), self.keys[stage], self.rd.root)
 
     def run(self) -> str:
-        """Run the stages that are not done; returns 'skipped' or 'done'. Writes FAILED and re-raises on error."""
+        """Run the stages that are not done; returns 'skipped', 'done' or 'busy' (another process holds the
+        run's lock: it is running this cell). Writes FAILED and re-raises on error."""
         if all(self.done(s) for s in STAGES):
+            self.record_done()
             return "skipped"
         rd = self.rd
         rd.root.mkdir(parents=True, exist_ok=True)
+        with open(rd.root / ".lock", "a") as lock:
+            try:  # held until this attempt ends; the OS releases it when the process dies (kill -9 too)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning(
+                    "[%s seed=%s] another process is running this cell: left to it",
+                    self.cfg.cell,
+                    self.cfg.seed,
+                )
+                return "busy"
+            return self._run_locked()
+
+    def record_done(self) -> None:
+        """A run whose every marker is valid but whose record says otherwise (an attempt with other settings
+        was interrupted or failed, then these settings were asked again): the record is made to agree."""
+        rd = self.rd
+        info = read_json(rd.run_json) if rd.run_json.is_file() else {}
+        if info.get("keys") == self.keys and info.get("status") == "done" and not rd.failed.is_file():
+            return
+        atomic_write_text(rd.config, to_yaml(self.cfg))
+        atomic_write_json(rd.run_json, self.run_info("done"))
+        rd.failed.unlink(missing_ok=True)
+
+    def _run_locked(self) -> str:
+        rd = self.rd
         for stale in rd.root.rglob(".*.tmp"):  # temp files of a killed earlier attempt at this cell
             stale.unlink(missing_ok=True)
         text = to_yaml(self.cfg)

@@ -54,6 +54,7 @@ def run_job(cfg: DictConfig) -> str:
     cell_cfg = compose_cell(common, cfg.cell, int(cfg.seed), base=cfg)
     cell = Cell(cell_cfg, sweep_dir_of(cell_cfg))
     if all(cell.done(s) for s in STAGES):
+        cell.record_done()
         logging.getLogger("lycobench").info(
             "[%s seed=%s] done already: skipped", cell_cfg.cell, cell_cfg.seed
         )

@@ -239,14 +239,16 @@ def _expected_cells(sweep_dir: Path) -> set[tuple[str, int]]:
 
 
 def evaluated_runs(sweep_dir: Path) -> list[tuple[Path, str, int]]:
-    """(run folder, cell, seed) of every run with metrics and an evaluate marker, whatever its other
-    stages say (cell and seed from run.json, else from the folder names)."""
+    """(run folder, cell, seed) of every run whose metrics are current: an evaluate marker valid for the
+    evaluate key its run.json records, and no FAILED (metrics left from settings since changed are not
+    read), whatever its other stages say (cell and seed from run.json, else from the folder names)."""
     out = []
     for path in sorted(Path(sweep_dir).glob("runs/*/seed=*/metrics.parquet")):
         root = path.parent
-        if not (root / ".done" / "evaluate.json").is_file():
-            continue
         info = read_json(root / "run.json") if (root / "run.json").is_file() else {}
+        key = (info.get("keys") or {}).get("evaluate")
+        if (root / "FAILED").is_file() or not _marker_ok(root, "evaluate", key):
+            continue
         out.append(
             (root, info.get("cell", root.parent.name), int(info.get("seed", root.name.removeprefix("seed="))))
         )

@@ -103,9 +103,10 @@ def pending(cfg, cells: dict, concepts: dict | None = None) -> list[str]:
             seeded.seed = int(seed)
             loaded = (concepts or {}).get(tuple(seeded.concepts))
             cell = Cell(seeded, sweep_dir_of(seeded), loaded)
-            if not all(cell.done(s) for s in STAGES):
+            if all(cell.done(s) for s in STAGES):
+                cell.record_done()  # its record may still describe an abandoned attempt with other settings
+            elif name not in out:
                 out.append(name)
-                break
     return out
 
 

@@ -146,7 +146,9 @@ def test_evaluation_reads_images_by_the_training_image_policy(tmp_path):
         upright = to_rgb(im)
     assert upright.size == (24, 40) and np.allclose(feats[1], enc.encode_images([upright])[0], atol=1e-6)
     keys = image_keys(paths + plain)
-    assert keys[0].endswith("-policy1") and keys[1].endswith("-policy1") and "-" not in keys[2]
+    from lycobench.metric_encoders.load import POLICY_TAG
+
+    assert keys[0].endswith(POLICY_TAG) and keys[1].endswith(POLICY_TAG) and "-" not in keys[2]
 
 
 def test_oracle_features_decode_to_the_oracles_own_predictions():
@@ -324,3 +326,14 @@ def test_world_kinds_load_the_world_formats_with_the_worlds_preprocessing(tmp_pa
         clip.encode_texts(["a red circle"]), load_world_clip(tmp_path / "clip").encode_texts(["a red circle"])
     )
     assert clip.role == "clip" and dino.role == "dino" and clip.key != dino.key
+
+
+def test_the_evaluation_key_follows_the_feature_code_version():
+    """Bumping FEATURES_VERSION (or a library that computes features) must re-evaluate, not only re-key
+    the feature cache: encoders_identity, which the evaluate key hashes, carries both."""
+    from lycobench.metric_encoders import FEATURES_VERSION, encoders_identity
+
+    ident = encoders_identity(TINY)
+    assert (
+        ident["features"]["version"] == FEATURES_VERSION and "torchvision" in ident["features"]["libraries"]
+    )

@@ -68,3 +68,27 @@ def test_unsafe_names_are_rejected(bad):
 def test_safe_names_pass():
     assert safe_name("lora-dim4") == "lora-dim4"
     assert safe_name("seed=23") == "seed=23"
+
+
+def test_evaluated_runs_reads_only_current_metrics(tmp_path):
+    """Metrics count when the evaluate marker holds the evaluate key run.json records and no FAILED is
+    there: metrics left from settings since changed (a newer attempt failed or was killed) are stale."""
+    import json
+
+    from lycobench.store import evaluated_runs
+
+    def run(name, marker_key, record_key, failed=False):
+        root = tmp_path / "runs" / name / "seed=23"
+        (root / ".done").mkdir(parents=True)
+        (root / "metrics.parquet").write_bytes(b"x")
+        write_marker(root / ".done" / "evaluate.json", marker_key, [root / "metrics.parquet"], root)
+        (root / "run.json").write_text(
+            json.dumps({"cell": name, "seed": 23, "keys": {"evaluate": record_key}})
+        )
+        if failed:
+            (root / "FAILED").write_text("cause: data\n")
+
+    run("current", "k1", "k1")
+    run("stale", "k1", "k2")  # settings changed since these metrics were made
+    run("failed", "k1", "k1", failed=True)
+    assert [(c, s) for _, c, s in evaluated_runs(tmp_path)] == [("current", 23)]

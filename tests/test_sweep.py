@@ -184,3 +184,40 @@ def test_cells_the_model_declares_twins_are_not_run_and_the_manifest_says_why(tm
     }
     cfg, cells, _ = preflight(["sweep=smoke", f"results_dir={tmp_path}"])  # no declaration: every cell runs
     assert list(cells) == ["lora", "lora-dim4"] and "twins" not in cfg.sweep
+
+
+def test_a_cell_running_elsewhere_is_left_to_it(tmp_path):
+    """Two launches on the same run folder: the second finds the run's lock taken and does nothing (it
+    would otherwise delete the first one's temp files, checkpoints and images)."""
+    import fcntl
+
+    from lycobench.cell import Cell
+    from lycobench.config import compose_cell, sweep_dir_of
+
+    cfg = compose_cell(["sweep=smoke", f"results_dir={tmp_path}"], "lora", 23)
+    cell = Cell(cfg, sweep_dir_of(cfg))
+    cell.rd.root.mkdir(parents=True)
+    with open(cell.rd.root / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other launch
+        assert cell.run() == "busy"
+    assert not cell.rd.run_json.exists() and not cell.rd.checkpoints.exists()  # nothing touched
+
+
+def test_a_finished_runs_record_is_made_to_agree_after_an_abandoned_attempt(failed_then_resumed, tmp_path):
+    """An attempt with other settings rewrote run.json and failed; the original settings are asked again:
+    every marker is still valid, so nothing runs, and the record says done again (it said failed)."""
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(failed_then_resumed["dir"], results / "smoke", symlinks=True)
+    root = results / "smoke" / "runs" / "lora" / "seed=23"
+    info = json.loads((root / "run.json").read_text())
+    abandoned = {**info, "status": "failed", "keys": {k: "0" * 16 for k in info["keys"]}}
+    (root / "run.json").write_text(json.dumps(abandoned))
+    (root / "FAILED").write_text("cause: interrupted\n")
+    status = lycobench("status", str(results / "smoke"))
+    assert "lora" in status.stdout and "failed" in status.stdout
+    rerun = lycobench("sweep", "sweep=smoke", f"results_dir={results}")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads((root / "run.json").read_text())["keys"] == info["keys"]
+    assert not (root / "FAILED").exists() and "all 4 runs are done already" in rerun.stderr

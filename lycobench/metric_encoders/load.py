@@ -12,9 +12,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import PROJECT_ROOT
-from ..image_policy import to_rgb
+from ..image_policy import IMAGE_POLICY, to_rgb
 from ..store import atomic_write_with, weights_identity
-from .base import ROLES, ClipEncoder, Encoder
+from .base import FEATURES_VERSION, ROLES, ClipEncoder, Encoder, _libraries
 from .kinds import KINDS, resolve_path
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ def encoders_identity(encoders_cfg: DictConfig | dict) -> dict:
         encoders_cfg if isinstance(encoders_cfg, dict) else OmegaConf.to_container(encoders_cfg, resolve=True)
     )
     out = dict(cfg)
+    out["features"] = {"version": FEATURES_VERSION, "libraries": _libraries()}  # as the feature cache keys
     for role in ROLES:
         node = role_config(cfg, role)
         if node is None or not KINDS[node["kind"]].weights:
@@ -134,12 +135,15 @@ def image_keys(paths: list[Path]) -> list[str]:
     return [hashlib.sha256(Path(p).read_bytes()).hexdigest()[:32] + _policy_tag(Path(p)) for p in paths]
 
 
+POLICY_TAG = "-" + hashlib.sha256(IMAGE_POLICY.encode()).hexdigest()[:8]  # a new policy, new keys
+
+
 def _policy_tag(path: Path) -> str:
     from PIL import Image
 
     with Image.open(path) as im:  # the header only
         plain = im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1  # 0x0112: EXIF orientation
-    return "" if plain else "-policy1"
+    return "" if plain else POLICY_TAG
 
 
 def image_features(
