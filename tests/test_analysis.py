@@ -394,6 +394,7 @@ def test_concept_learning_counts_learned_checkpoints_per_leaf():
     assert t.loc["x", "share_learned"] == 0.5 and t.loc["x", "best"] == 0.9 and t.loc["x", "checkpoints"] == 4
     assert t.loc["x", "images"] == 16
     assert (t.loc["x", "best_cell"], t.loc["x", "best_epoch"]) == ("a", 3.0)
+    assert t.loc["x", "best_ties"] == 1  # 0.9 once; a best shared by many checkpoints says so
     assert t.loc["x", "median_last"] == pytest.approx(0.8)  # last checkpoints: 0.9 (a) and 0.7 (b)
     assert t.loc["y", "share_learned"] == 0 and t.loc["y", "median"] == pytest.approx(0.05)
     zero = an.concept_learning(detection_rows({("a", 1, 10): 0.0, ("b", 1, 10): 0.0}, "z")).iloc[0]

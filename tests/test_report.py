@@ -497,3 +497,18 @@ def test_shap_attributions_below_the_planted_null_are_greyed_with_a_reason(built
     assert len(fid) and fid.loc[fid["feature"] == "Epoch", "real"].all()
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "Attributions checked against a planted null" in html and "shap/importance.csv" in html
+
+
+def test_runs_whose_base_rows_disagree_are_named():
+    """Every run scores the same base images with the same encoders: runs whose base rows differ were
+    evaluated under other code or encoders, and the note names them (the smaller group)."""
+    from lycobench.report.load import base_disagreement
+
+    rows = [
+        dict(cell=cell, seed=seed, leaf=leaf, metric="m", value=v if leaf == "x" else 0.5)
+        for cell, seed, v in [("lora", 23, 1.0), ("lora", 24, 1.0), ("loha", 23, 1.0), ("lokr", 23, 0.9)]
+        for leaf in ("x", "y")
+    ]
+    (note,) = base_disagreement(pd.DataFrame(rows), ["leaf", "metric"])
+    assert "on 1 of 2 columns" in note and "lokr/23 disagree with the other 3 runs" in note
+    assert base_disagreement(pd.DataFrame(rows[:6]), ["leaf", "metric"]) == []

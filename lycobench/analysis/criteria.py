@@ -136,7 +136,7 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
     end from one that fades with more training. Fidelity
     rankings among checkpoints that never learned a leaf compare failures; the report says so."""
     cols = ["leaf", "checkpoints", "images", "median", "best", "best_cell", "best_seed", "best_epoch",
-            "share_learned", "median_last", "peak_epoch", "median_peak"]  # fmt: skip
+            "best_ties", "share_learned", "median_last", "peak_epoch", "median_peak"]  # fmt: skip
     d = _trigger_detection(raw)
     if d.empty:
         return pd.DataFrame(columns=cols)
@@ -150,6 +150,7 @@ def concept_learning(raw: pd.DataFrame, learned: float = LEARNED) -> pd.DataFram
             "leaf": leaf, "checkpoints": len(g), "images": g["n"].median() if "n" in g else np.nan,
             "median": g["value"].median(), "best": top["value"],
             "best_cell": where[0], "best_seed": where[1], "best_epoch": where[2],  # none when nothing was detected
+            "best_ties": int((g["value"] == top["value"]).sum()) if top["value"] > 0 else 0,  # others as good
             "share_learned": float((g["value"] >= learned).mean()), "median_last": g.loc[last[g.index], "value"].median(),
             "peak_epoch": by_epoch.idxmax(), "median_peak": by_epoch.max(),
         })  # fmt: skip

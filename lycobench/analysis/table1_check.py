@@ -78,6 +78,8 @@ def table1_agreement(crit: pd.DataFrame, configs: pd.DataFrame, paper: dict | No
             means = M.mean(1) if M.shape[1] else np.full(len(order), np.nan)
             study = ", ".join(f"{r}={present[r]}" for r, _ in sorted(zip(order, means), key=lambda t: -t[1]))
             reason = "" if M.shape[1] > 1 else "one shared seed: no interval"
+            if M.shape[1] > 1 and lo == hi:  # the reader should know the interval is not a spread
+                reason = f"every one of the {M.shape[1]} seeds gives this tau"
             rows.append(
                 {
                     **base,

@@ -71,9 +71,11 @@ def executive_summary(result: dict) -> str:
     if learning is not None and len(learning):
         learned = learning[learning["share_learned"] > 0]
         ever = ", ".join(escape(str(x)) for x in learned["leaf"]) or "none"
+        last = learning[learning["median_last"] >= LEARNED]
         lines.append(
-            f"<li><b>concepts learned</b> (oracle detection &ge; {LEARNED:.0%} on trigger prompts by at least one "
-            f"checkpoint): {len(learned)} of {len(learning)} leaves ({ever}). "
+            f"<li><b>concepts learned</b> (oracle detection &ge; {LEARNED:.0%} on trigger prompts): by the median "
+            f"run at its last checkpoint, {len(last)} of {len(learning)} leaves; by at least one checkpoint, "
+            f"{len(learned)} ({ever}). "
             + escape(learned_at_last_sentence(result.get("learned_at_last", learning.iloc[:0])) or "")
             + " <a href='#learning'>Details</a></li>"
         )

@@ -96,9 +96,7 @@ def load_metrics(finished: list[dict]):
         raw["category"] = raw["category"].fillna("unknown")
     keys = ["model", "leaf", "concept", "subclass", "category", *ID]
     base = raw[raw["step"] == 0]
-    spread = base.groupby(keys, dropna=False)["value"].agg(["min", "max"])
-    if ((spread["max"] - spread["min"]) > 1e-6).any():
-        notes.append("base-model values differ between runs (different images or encoders?): averaged")
+    notes.extend(base_disagreement(base, keys))
     base = base.groupby(keys, dropna=False).agg(value=("value", "mean"), n=("n", "first")).reset_index()
     base = base.assign(cell="base", seed=pd.NA, step=0, epoch=0.0, checkpoint=0)
     for f in FACTORS:
@@ -145,3 +143,24 @@ def training_images(finished: list[dict]) -> tuple[dict[str, list[Path]], list[s
         for leaf in concept.leaves if concept else []:
             out.setdefault(leaf.name, [it.image for it in leaf.items])
     return out, notes
+
+
+def base_disagreement(base, keys: list[str]) -> list[str]:
+    """Every run evaluates the same base-model images with the same encoders, so their base rows must
+    agree; when they do not, the runs were evaluated under different code or encoders (re-evaluate them).
+    Names the runs outside the largest agreeing group."""
+    grouped = base.groupby(keys, dropna=False)["value"]
+    differs = (grouped.transform("max") - grouped.transform("min")) > 1e-6
+    if not differs.any():
+        return []
+    n_bad, n_all = int(base[differs].groupby(keys, dropna=False).ngroups), int(grouped.ngroups)
+    b = base[differs].sort_values(keys)
+    sig = b.assign(v=b["value"].round(6)).groupby(["cell", "seed"])["v"].apply(tuple)
+    groups = sig.groupby(sig).groups
+    largest = max(groups.values(), key=len)
+    odd = sorted(f"{c}/{s}" for c, s in sig.index if (c, s) not in set(largest))
+    return [
+        f"base-model values differ between runs on {n_bad} of {n_all} columns (averaged): "
+        f"{', '.join(odd)} disagree with the other {len(largest)} runs: evaluated under other code or "
+        "encoders (delete their .done/evaluate.json and rerun the sweep to evaluate them again)"
+    ]
