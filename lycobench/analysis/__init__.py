@@ -1,4 +1,4 @@
-"""The paper's analysis on tidy tables: rank normalisation, aggregation, bootstrap CIs, paired comparisons,
+"""The paper's analysis on tidy tables: rank normalisation, aggregation, intervals over seeds, paired comparisons,
 factor levels, criteria, best checkpoints and overfitting alarms (docs/paper-protocol.md, sections 6-8).
 
 Every function takes and returns pandas frames (or arrays) and writes no file, so it can be tested on
@@ -66,7 +66,7 @@ from .pareto import (
     pareto_table,
     point_estimates,
 )
-from .scores import EXACT_UNITS, aggregate, cluster_bootstrap, rank_normalise, seed_summary
+from .scores import EXACT_UNITS, aggregate, rank_normalise, seed_interval, seed_summary
 from .shap import (
     CAT_FEATURES,
     CATBOOST_PARAMS,
@@ -113,8 +113,8 @@ __all__ = [
     "category_of_leaves",
     "rank_normalise",
     "aggregate",
-    "cluster_bootstrap",
     "EXACT_UNITS",
+    "seed_interval",
     "seed_summary",
     "config_table",
     "comparison_pairs",

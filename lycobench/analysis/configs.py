@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .columns import EXTRA, ID, N_BOOT, NATIVE, factor_columns
-from .scores import cluster_bootstrap
+from .columns import EXTRA, ID, NATIVE, factor_columns
+from .scores import seed_interval
 
 # --- configurations: defaults, varied factor, the paper's factor levels -----------------------------
 
@@ -144,14 +144,12 @@ def comparison_pairs(configs: pd.DataFrame) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def paired_comparisons(
-    leaf_scores: pd.DataFrame, pairs: list[tuple[str, str, str]], n_boot: int = N_BOOT
-) -> pd.DataFrame:
+def paired_comparisons(leaf_scores: pd.DataFrame, pairs: list[tuple[str, str, str]]) -> pd.DataFrame:
     """a vs b on the same leaves, prompts and training seeds, per metric column, per epoch and pooled.
 
     Units are (seed, leaf[, epoch]); differences are in normalised score, so a positive difference means
-    a is better whatever the metric's direction. Effect sizes: mean difference with a bootstrap CI over
-    seeds, Cohen's d_z (mean / sd of the paired differences) and the win rate of a (ties count half).
+    a is better whatever the metric's direction. Effect sizes: mean difference with a t-interval over
+    seeds (the seeds' mean differences), Cohen's d_z (mean / sd of the paired differences) and the win rate of a (ties count half).
     ``raw_diff`` is the mean raw difference a - b, in the metric's own unit and sign.
     """
     s = leaf_scores[~leaf_scores["is_base"] & leaf_scores["score"].notna()]
@@ -173,7 +171,7 @@ def paired_comparisons(
         return pd.DataFrame(columns=[*cols_out, "win_rate", "raw_diff"])
     d = pd.concat(frames, ignore_index=True)
     by = ["a", "b", "kind", "epoch", *ID]
-    ci = cluster_bootstrap(d, by, "d", n_boot=n_boot)
+    ci = seed_interval(d, by, "d")
     st = (
         d.groupby(by, dropna=False)
         .agg(

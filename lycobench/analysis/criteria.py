@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .columns import CRITERIA, NATIVE, criteria_for, paper_levels
-from .scores import cluster_bootstrap
+from .scores import seed_interval
 
 # --- criteria, Table 1, best checkpoints, overfitting ---------------------------------------------------
 
@@ -40,12 +40,12 @@ def table1_configs(configs: pd.DataFrame) -> list[str]:
 
 def table1(crit: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
     """Rank of each configuration per criterion (1 = best; the paper's Table 1 counts the other way, k =
-    best) from the mean all-scope criterion score over seeds and checkpoints, with a bootstrap CI over
+    best) from the mean all-scope criterion score over seeds and checkpoints, with a t-interval over
     seeds; sorted by criterion, best first."""
     c = crit[(crit["scope"] == "all") & crit["cell"].isin(cells)]
     if c.empty:
         return pd.DataFrame(columns=["criterion", "cell", "score", "lo", "hi", "n_seeds", "rank"])
-    t = cluster_bootstrap(c, ["criterion", "cell"], "score").rename(columns={"mean": "score"})
+    t = seed_interval(c, ["criterion", "cell"], "score").rename(columns={"mean": "score"})
     t["rank"] = t.groupby("criterion")["score"].rank(method="average", ascending=False).astype(float)
     return t.sort_values(["criterion", "rank"], ignore_index=True)
 

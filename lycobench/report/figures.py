@@ -70,7 +70,9 @@ def draw_figures(scores, summary, configs, corr, out: Path, cache: Cache, result
         curves = curves.merge(scores[["metric", "higher_is_better"]].drop_duplicates("metric"), on="metric")
         keep = np.array([c in columns for c in zip(curves["metric"], curves["prompt_type"])], dtype=bool)
         c = an.paper_levels(curves[keep])  # one panel per column, at the paper's level
-        title = f"{cat}: the paper's criteria over checkpoints (raw; mean over seeds, 95% bootstrap CI)"
+        title = (
+            f"{cat}: the paper's criteria over checkpoints (raw; mean over seeds, 95% t-interval over seeds)"
+        )
         draw(
             "Metric curves", cat, f"plots/curves/{slug(cat)}.png",
             frame_key(c, style), partial(plots.metric_curves, c, configs, title),

@@ -85,7 +85,7 @@ def executive_summary(result: dict) -> str:
         return ""
     return (
         "<div class='summary' id='executive-summary'><b>Summary</b> (normalised scores, 1 = best, averaged "
-        "over categories, seeds and checkpoints; brackets: 95% bootstrap CI over seeds)<ul>"
+        "over categories, seeds and checkpoints; brackets: 95% t-interval over seeds)<ul>"
         + "".join(lines)
         + "</ul></div>"
     )

@@ -64,8 +64,8 @@ def render(
         provenance_block(provenance),
         f"<p>{len(finished)} run(s) finished, {len(unfinished)} not finished. Scores are the paper's rank "
         "normalisation: per leaf and metric column among all checkpoints of the sweep, 1 = best, 0 = worst; "
-        "the base model is shown at the place it would take as one more checkpoint. Brackets: 95% bootstrap "
-        "CI over training seeds.</p>",
+        "the base model is shown at the place it would take as one more checkpoint. Brackets: 95% t-interval "
+        "over the training seeds' means (a seed counts once; with 2-3 seeds it is wide by design).</p>",
     ]
     if unfinished:
         rows = pd.DataFrame(
@@ -210,7 +210,7 @@ def _summary(result: dict, every_column: bool = True) -> str:
                 + "</details>"
             )
     return (
-        "<p>Normalised score (mean over seeds, 95% bootstrap CI over seeds) and the raw metric (mean over "
+        "<p>Normalised score (mean over seeds, 95% t-interval over seeds) and the raw metric (mean over "
         "leaves and seeds) per configuration and checkpoint epoch, for the metric columns the paper plots; "
         f"every other column is {'one click away' if every_column else 'in the full table'}. A "
         f"configuration's name links to its images. Full table: {_link(result, 'summary_ci.csv')}; every score and raw value per leaf, class, category and "
@@ -299,7 +299,7 @@ def _files(result: dict) -> str:
         ("findings.csv", "the paper's claims: verdict, effect, 95% CI and pairs, pooled and per category"),
         ("table1_vs_paper.csv", "Table 1 against the paper's: Kendall tau with its bootstrap CI over seeds"),
         ("scores.parquet", "every normalised score and raw value: leaf, class, category and all scopes"),
-        ("summary_ci.csv", "means over seeds with bootstrap CIs"),
+        ("summary_ci.csv", "means over seeds with 95% t-intervals over seeds"),
         ("configs.csv", "configurations, defaults, factor levels, SHAP fit set"),
         ("criteria.csv", "criterion scores per checkpoint"),
         ("table1.csv", "the Table-1 ranking"),

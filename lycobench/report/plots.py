@@ -257,7 +257,7 @@ def pareto_panels(table: pd.DataFrame, configs: pd.DataFrame, title: str, path: 
 
 def metric_curves(summary: pd.DataFrame, configs: pd.DataFrame, title: str, path: Path) -> None:
     """Raw metric per checkpoint (epoch), one line per configuration starting from the base model at
-    epoch 0, with the bootstrap CI over seeds as a band; one panel per metric column."""
+    epoch 0, with the t-interval over seeds as a band; one panel per metric column."""
     if summary.empty:
         raise Skip("no metric values for this group")
     cols = summary[["metric", "prompt_type", "encoder", "level", "higher_is_better"]].drop_duplicates(
