@@ -89,6 +89,9 @@ def test_seed_interval_counts_each_seed_once():
     # two seeds: t(0.975, 1) = 12.7, far wider than their range (what a percentile bootstrap would give)
     pair = an.seed_interval(pd.DataFrame({"g": "c", "seed": [1, 2], "v": [0.2, 0.6]}), ["g"], "v").iloc[0]
     assert pair["lo"] < -2 and pair["hi"] > 2.8 and pair["mean"] == pytest.approx(0.4)
+    scores = pd.DataFrame({"g": "c", "seed": [1, 2], "v": [0.2, 0.6]})  # normalised scores live in [0, 1]
+    cut = an.seed_interval(scores, ["g"], "v", bounds=(0.0, 1.0)).iloc[0]
+    assert (cut["lo"], cut["hi"]) == (0.0, 1.0)
 
 
 def test_seed_interval_covers_at_its_level_with_three_seeds():

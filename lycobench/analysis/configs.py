@@ -171,7 +171,7 @@ def paired_comparisons(leaf_scores: pd.DataFrame, pairs: list[tuple[str, str, st
         return pd.DataFrame(columns=[*cols_out, "win_rate", "raw_diff"])
     d = pd.concat(frames, ignore_index=True)
     by = ["a", "b", "kind", "epoch", *ID]
-    ci = seed_interval(d, by, "d")
+    ci = seed_interval(d, by, "d", bounds=(-1.0, 1.0))
     st = (
         d.groupby(by, dropna=False)
         .agg(

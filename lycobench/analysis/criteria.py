@@ -45,7 +45,7 @@ def table1(crit: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
     c = crit[(crit["scope"] == "all") & crit["cell"].isin(cells)]
     if c.empty:
         return pd.DataFrame(columns=["criterion", "cell", "score", "lo", "hi", "n_seeds", "rank"])
-    t = seed_interval(c, ["criterion", "cell"], "score").rename(columns={"mean": "score"})
+    t = seed_interval(c, ["criterion", "cell"], "score", bounds=(0.0, 1.0)).rename(columns={"mean": "score"})
     t["rank"] = t.groupby("criterion")["score"].rank(method="average", ascending=False).astype(float)
     return t.sort_values(["criterion", "rank"], ignore_index=True)
 

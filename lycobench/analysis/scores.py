@@ -88,7 +88,12 @@ def aggregate(leaf_scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_interval(
-    df: pd.DataFrame, by: list[str], value: str, unit: str = "seed", level: float = CI_LEVEL
+    df: pd.DataFrame,
+    by: list[str],
+    value: str,
+    unit: str = "seed",
+    level: float = CI_LEVEL,
+    bounds: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """Mean of ``value`` per ``by`` group, with a t-interval over the units' (seeds') means: the rows of
     one training seed are not independent (one run, or runs that share its data order and noise), so a
@@ -97,7 +102,8 @@ def seed_interval(
     Why not a percentile bootstrap over seeds (what this used before): with the 2-3 seeds of a study its
     interval is the range of the seeds' means (with 3 seeds it misses the true mean a quarter of the
     time); the t-interval is exact for normal seed means and honestly wide with few seeds (2 seeds:
-    t = 12.7). One seed, or no spread between seeds: lo = hi = the mean (``n_seeds`` says which)."""
+    t = 12.7). One seed, or no spread between seeds: lo = hi = the mean (``n_seeds`` says which).
+    ``bounds``: the values' range (normalised scores lie in [0, 1]); the interval is cut to it."""
     from scipy.special import stdtrit
 
     d = df[[*by, unit, value]].dropna(subset=[value])
@@ -110,6 +116,8 @@ def seed_interval(
     t = np.where(k > 1, stdtrit(np.maximum(k - 1, 1), 0.5 + level / 2), 0.0)
     half = np.nan_to_num(t * out["sd"].to_numpy(float) / np.sqrt(k))
     out["mean"], out["lo"], out["hi"] = mean, mean - half, mean + half
+    if bounds is not None:
+        out["lo"], out["hi"] = out["lo"].clip(*bounds), out["hi"].clip(*bounds)
     return out[[*by, "mean", "lo", "hi", "n_seeds"]]
 
 
@@ -145,7 +153,9 @@ def seed_summary(scores: pd.DataFrame, scopes=("class", "category", "all")) -> p
     s = scores[scores["scope"].isin(scopes)].copy()
     s["seed"] = s["seed"].fillna(-1)
     by = ["scope", "group", "category", "cell", "step", "epoch", "checkpoint", *ID]
-    sc = seed_interval(s, by, "score").rename(columns={"mean": "score", "lo": "score_lo", "hi": "score_hi"})
+    sc = seed_interval(s, by, "score", bounds=(0.0, 1.0)).rename(
+        columns={"mean": "score", "lo": "score_lo", "hi": "score_hi"}
+    )
     rw = seed_interval(s, by, "raw").rename(columns={"mean": "raw", "lo": "raw_lo", "hi": "raw_hi"})
     out = rw.merge(sc.drop(columns="n_seeds"), on=by, how="left")
     return out.sort_values(by, ignore_index=True)
