@@ -351,7 +351,7 @@ def test_validity_correlates_each_metric_with_its_oracle_counterpart(tmp_path):
                         )
                     )
         atomic_write_parquet(run / "metrics.parquet", pd.DataFrame(rows))
-        (run / "run.json").write_text(json.dumps({"cell": cell, "seed": 1}))
+        (run / "run.json").write_text(json.dumps({"cell": cell, "seed": 1, "keys": {"evaluate": "k"}}))
         write_marker(run / ".done" / "evaluate.json", "k", [run / "metrics.parquet"], run)
     table = validity.compute(tmp_path)
     assert list(table.columns) == validity.COLUMNS
