@@ -177,8 +177,18 @@ class Cell:
         if info.get("keys") == self.keys and info.get("status") == "done" and not rd.failed.is_file():
             return
         atomic_write_text(rd.config, to_yaml(self.cfg))
-        atomic_write_json(rd.run_json, self.run_info("done"))
+        atomic_write_json(rd.run_json, {**self.run_info("done"), "seconds": self.kept_seconds()})
         rd.failed.unlink(missing_ok=True)
+
+    def kept_seconds(self) -> dict[str, float]:
+        """The recorded time of every stage that stays done (same key): a rerun that redoes only the
+        evaluation keeps the training and generation times, so a run's time stays whole."""
+        try:
+            old = read_json(self.rd.run_json)
+        except (OSError, ValueError):
+            return {}
+        same = {s for s in STAGES if (old.get("keys") or {}).get(s) == self.keys[s] and self.done(s)}
+        return {s: v for s, v in (old.get("seconds") or {}).items() if s in same}
 
     def _run_locked(self) -> str:
         rd = self.rd
@@ -188,6 +198,7 @@ class Cell:
         if not rd.config.is_file() or rd.config.read_text(encoding="utf-8") != text:
             atomic_write_text(rd.config, text)
         info = self.run_info("running")
+        info["seconds"] = self.kept_seconds()
         atomic_write_json(rd.run_json, info)
         try:
             for stage in STAGES:

@@ -221,3 +221,20 @@ def test_a_finished_runs_record_is_made_to_agree_after_an_abandoned_attempt(fail
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads((root / "run.json").read_text())["keys"] == info["keys"]
     assert not (root / "FAILED").exists() and "all 4 runs are done already" in rerun.stderr
+
+
+def test_a_rerun_that_redoes_only_the_evaluation_keeps_the_earlier_stages_times(
+    failed_then_resumed, tmp_path
+):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(failed_then_resumed["dir"].parent, results, symlinks=True)  # with the shared cache
+    root = results / "smoke" / "runs" / "lora-dim4" / "seed=23"
+    before = json.loads((root / "run.json").read_text())["seconds"]
+    assert set(before) == {"train", "generate", "evaluate"}
+    (root / ".done" / "evaluate.json").unlink()  # as when the evaluation's settings change
+    assert lycobench("sweep", "sweep=smoke", f"results_dir={results}").returncode == 0
+    after = json.loads((root / "run.json").read_text())["seconds"]
+    assert {k: after[k] for k in ("train", "generate")} == {k: before[k] for k in ("train", "generate")}
+    assert "evaluate" in after
