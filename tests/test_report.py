@@ -512,3 +512,19 @@ def test_runs_whose_base_rows_disagree_are_named():
     (note,) = base_disagreement(pd.DataFrame(rows), ["leaf", "metric"])
     assert "on 1 of 2 columns" in note and "lokr/23 disagree with the other 3 runs" in note
     assert base_disagreement(pd.DataFrame(rows[:6]), ["leaf", "metric"]) == []
+
+
+def test_the_run_time_sums_runs_that_recorded_every_stage_and_says_how_many(tmp_path):
+    from lycobench.report.published import provenance
+
+    finished = []
+    for name, seconds in (
+        ("whole", {"train": 60, "generate": 30, "evaluate": 6}),
+        ("partial", {"evaluate": 5}),
+    ):
+        root = tmp_path / "runs" / name / "seed=23"
+        root.mkdir(parents=True)
+        (root / "run.json").write_text(json.dumps({"seconds": seconds}))
+        finished.append({"root": root})
+    prov = provenance(tmp_path, finished, [])
+    assert prov["run_seconds"] == 96 and prov["run_seconds_runs"] == "1 of 2 finished runs"

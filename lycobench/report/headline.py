@@ -32,6 +32,8 @@ def provenance_block(prov: dict | None) -> str:
         value = prov.get(key)
         if key == "run_seconds":
             value = "not recorded" if not value else _duration(value)
+            if prov.get("run_seconds_runs"):
+                value += f" ({prov['run_seconds_runs']})"
         items.append(f"<span><b>{escape(label)}:</b> {escape(str(value))}</span>")
     return f"<p class='prov' id='provenance'>{' &middot; '.join(items)}</p>"
 
