@@ -255,9 +255,15 @@ def evaluated_runs(sweep_dir: Path) -> list[tuple[Path, str, int]]:
     return out
 
 
-def run_seconds(root: Path) -> float | None:
-    """The seconds a run's stages took (the sum of run.json's ``seconds``), None when not recorded."""
+def stage_seconds(root: Path) -> dict[str, float] | None:
+    """The seconds each stage of a run took (run.json's ``seconds``), None when there is no record."""
     try:
-        return float(sum(read_json(Path(root) / "run.json").get("seconds", {}).values()))
+        return read_json(Path(root) / "run.json").get("seconds") or {}
     except (OSError, ValueError):
         return None
+
+
+def run_seconds(root: Path) -> float | None:
+    """The seconds a run's stages took (the sum of run.json's ``seconds``), None when not recorded."""
+    seconds = stage_seconds(root)
+    return None if seconds is None else float(sum(seconds.values()))

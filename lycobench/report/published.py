@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..config import PROJECT_ROOT
-from ..store import STAGES, read_json, run_seconds
+from ..store import STAGES, read_json, run_seconds, stage_seconds
 
 RECORD = "sweep.json"
 FORMAT = "lycobench.published-report/1"
@@ -46,7 +46,7 @@ def provenance(sweep_dir: Path, finished: list[dict], unfinished: list[dict]) ->
     model = manifest.get("base_model") or {}
     # a run's time counts when every stage's time was recorded (runs that only redid their evaluation
     # before the times were kept lost the rest); the report says how many runs the sum covers
-    whole = [r for r in finished if set(STAGES) <= set(_stage_seconds(r["root"]))]
+    whole = [r for r in finished if set(STAGES) <= set(stage_seconds(r["root"]) or {})]
     seconds = [s for s in (run_seconds(r["root"]) for r in whole) if s]
     return {
         "sweep": manifest.get("sweep", {}).get("name", Path(sweep_dir).name),
@@ -66,13 +66,6 @@ def provenance(sweep_dir: Path, finished: list[dict], unfinished: list[dict]) ->
         "run_seconds": round(sum(seconds), 1) if seconds else None,
         "run_seconds_runs": f"{len(seconds)} of {len(finished)} finished runs",
     }
-
-
-def _stage_seconds(root: Path) -> dict:
-    try:
-        return read_json(Path(root) / "run.json").get("seconds") or {}
-    except (OSError, ValueError):
-        return {}
 
 
 def write_record(out: Path, sweep_dir: Path, finished: list[dict], unfinished: list[dict], prov: dict) -> str:
