@@ -136,15 +136,15 @@ def trigger_prompts(concept, n: int) -> list[str]:
 def leaf_rates(predicted_leaves: list[str], concept, n: int) -> dict[str, float]:
     """Per sub-class leaf, the share of its own trigger images (``trigger_prompts`` order) in which the oracle
     reads that leaf, as a study scores it: a catch-all leaf (no keyword) counts any leaf of its concept."""
+    from ..metrics.oracle_scores import concept_detection  # the study's own metric
+
     per_leaf = -(-n // len(concept.leaves))
+    every = {concept.leaf_name(lf) for lf in concept.leaves}
     out = {}
     for i, leaf in enumerate(concept.leaves):
+        accepted = {concept.leaf_name(leaf)} if concept.subclasses.get(leaf) else every
         mine = predicted_leaves[i * per_leaf : (i + 1) * per_leaf]
-        if concept.subclasses.get(leaf):
-            hits = [p == concept.leaf_name(leaf) for p in mine]
-        else:
-            hits = [p.split(".")[0] == concept.name for p in mine]
-        out[concept.leaf_name(leaf)] = round(float(np.mean(hits)), 4)
+        out[concept.leaf_name(leaf)] = round(concept_detection(mine, accepted), 4)
     return out
 
 
