@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lycobench import analysis as an
-from lycobench.report import build_report
+from lycobench.report import build_report, page
 from lycobench.store import atomic_write_parquet, write_marker
 
 from conftest import CONFIGS, EPOCHS, LEAVES, PROMPT_TYPES, SEEDS, make_sweep
@@ -76,6 +76,11 @@ def test_confidence_intervals_and_tables(built):
     row = paired[(paired["a"] == "lora-lr1e-3") & (paired["b"] == "lora") & paired["epoch"].isna()]
     row = row[(row["metric"] == "image_similarity") & (row["prompt_type"] == "train")].iloc[0]
     assert row["mean_diff"] > 0 and row["ci_lo"] > 0 and row["win_rate"] == 1 and row["d_z"] > 1
+    # raw differences keep the metric's sign: the page says which way each metric improves
+    html = (out / "index.html").read_text()
+    paired_html = html[html.index("raw_diff = mean a - b") :]
+    assert "<th class=''>better</th>" in paired_html and "<td class=''>higher</td>" in paired_html
+    assert page._better("squared_centroid_distance") == "lower" and page._better("no_such_metric") == ""
 
 
 def test_shap_models_report_r2_and_flag_unreliable_ones(built):

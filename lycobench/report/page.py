@@ -21,6 +21,7 @@ from ..analysis import (
     no_oracle_note,
     scatter_pairs_for,
 )
+from ..metrics import METRICS
 from .findings_section import attribution_section, findings_section
 from .gallery import gallery_css, grids_section
 from .headline import executive_summary, provenance_block, ranking
@@ -38,6 +39,12 @@ figcaption{font-size:12px;color:#444;max-width:720px} small{color:#777} nav a{ma
 .scroll{overflow-x:auto;max-height:600px;overflow-y:auto}
 .prov{font-size:12px;color:#444;background:#f6f6f6;padding:.4em .8em} .summary{border:1px solid #8ab;background:#f4f9fc;padding:.6em 1em;margin:1em 0}
 """
+
+
+def _better(name: str) -> str:
+    """Which way the metric improves, for reading raw (unnormalised) differences."""
+    m = METRICS.get(name)
+    return "" if m is None else ("higher" if m.higher_is_better else "lower")
 
 
 def _label(r) -> str:
@@ -240,11 +247,14 @@ def _paired(result: dict) -> str:
     q = p[p["epoch"].isna().to_numpy() & keep].copy()
     q["column"] = [_label(r) for r in q.to_dict("records")]
     q["mean diff [CI]"] = [ci(m, lo, hi) for m, lo, hi in zip(q["mean_diff"], q["ci_lo"], q["ci_hi"])]
-    cols = ["a", "b", "kind", "column", "mean diff [CI]", "d_z", "win_rate", "raw_diff", "n_units", "n_seeds"]
+    q["better"] = [_better(m) for m in q["metric"]]
+    cols = ["a", "b", "kind", "column", "mean diff [CI]", "d_z", "win_rate", "raw_diff", "better", "n_units", "n_seeds"]
     return (
         "<p>a vs b on the same leaves, prompts, generation seeds and training seeds, pooled over checkpoints; "
         "the difference is in normalised score (positive: a better). d_z = mean / sd of the paired "
-        "differences; win rate = share of units where a is better. Criterion metrics only here; every metric "
+        "differences; win rate = share of units where a is better; raw_diff = mean a - b in the metric's own "
+        "unit and sign, so for a metric whose <i>better</i> is lower a negative raw_diff favours a. "
+        "Criterion metrics only here; every metric "
         f"and every epoch: {_link(result, 'paired.csv')}.</p>"
         + table(q[cols], left=("a", "b", "kind", "column"), raw_html=("mean diff [CI]",))
     )
