@@ -133,10 +133,13 @@ def compute(sweep_dir: Path | str, include_base: bool = False, pairs=PAIRS) -> p
     )
 
 
-def write(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Path:
-    """report/metrics_validity.csv (rewritten only when its content changes)."""
+def write(
+    sweep_dir: Path | str, out_dir: Path | str | None = None, table: pd.DataFrame | None = None
+) -> Path:
+    """report/metrics_validity.csv (rewritten only when its content changes); ``table``: ``compute``'s
+    result when the caller has it already."""
     path = Path(out_dir or Path(sweep_dir) / "report") / "metrics_validity.csv"
-    text = compute(sweep_dir).to_csv(index=False)
+    text = (compute(sweep_dir) if table is None else table).to_csv(index=False)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)
     return path

@@ -292,3 +292,33 @@ def test_kendall_tau_and_its_bootstrap():
     tau, lo, hi = an.tau_bootstrap(mixed, ref)
     assert lo < 0 < hi and lo <= tau <= hi and an.agreement(tau, lo, hi) == "unclear"
     assert an.agreement(*an.tau_bootstrap(-same, ref)) == "disagrees"
+
+
+def test_each_verdict_says_whether_its_encoder_metrics_track_the_oracle():
+    from lycobench.report.findings_section import WEAK_PROXY, findings_section, proxy_check
+
+    scores, configs = score_table()
+    findings = an.findings_table(scores, configs, an.load_claims())
+    validity = pd.DataFrame(
+        [
+            dict(proxy="text_similarity", prompt_type="alter", oracle="attribute_accuracy", leaf="all",
+                 agreement=0.01, n=72),
+            dict(proxy="image_similarity", prompt_type="train", oracle="concept_detection", leaf="all",
+                 agreement=0.8, n=72),
+            dict(proxy="image_similarity", prompt_type="train", oracle="concept_detection", leaf="toy",
+                 agreement=-0.9, n=36),  # per-leaf rows are not what the column reads
+        ]
+    )  # fmt: skip
+    result = {
+        "findings": findings,
+        "scores": scores,
+        "criteria_def": an.criteria_for(scores),
+        "validity": validity,
+    }
+    weak = proxy_check("text_similarity(alter)", result)
+    assert "weak proxy" in weak and "ρ +0.01, n 72" in weak and WEAK_PROXY > 0.01
+    good = proxy_check("image_similarity(train)", result)
+    assert "weak" not in good and "ρ +0.80" in good
+    assert proxy_check("vendi(trigger)", result) == "–"  # no oracle counterpart measured
+    assert proxy_check("text_similarity(alter)", {**result, "validity": validity.iloc[:0]}) == "–"
+    assert "tracks the oracle?" in findings_section(result)

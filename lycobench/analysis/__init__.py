@@ -55,7 +55,7 @@ from .criteria import (
     table1,
     table1_configs,
 )
-from .findings import Claim, findings_table, headline, load_claims
+from .findings import Claim, findings_table, headline, load_claims, measure_columns
 from .null_check import BEAT_SHARE, N_REFITS, NULL
 from .pareto import (
     MAP_SIZE,
@@ -161,6 +161,7 @@ __all__ = [
     "Claim",
     "load_claims",
     "findings_table",
+    "measure_columns",
     "headline",
     "load_table1",
     "table1_roles",

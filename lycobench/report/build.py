@@ -87,7 +87,8 @@ def build_report(
     cache.table("metrics.csv", metrics.to_csv(index=False))
     from .. import metric_validity
 
-    metric_validity.write(sweep_dir, out)  # encoder metrics vs the oracle (world sweeps; a header otherwise)
+    validity = metric_validity.compute(sweep_dir)  # encoder metrics vs the oracle (world sweeps; else empty)
+    metric_validity.write(sweep_dir, out, validity)
     cache.made("metrics_validity.csv")
     summary = summary_table(metrics) if len(metrics) else metrics
     cache.table("summary.csv", summary.to_csv(index=False))
@@ -99,6 +100,8 @@ def build_report(
     cache.made("failures.json")
 
     result = analyse(raw, out, cache, notes, sweep_dir, finished, grid_types) if raw is not None else None
+    if result is not None:
+        result["validity"] = validity
     write_if_changed(out / "metrics.md", markdown_report(sweep_dir, finished, unfinished, summary, result))
     cache.made("metrics.md")
     from .page import render

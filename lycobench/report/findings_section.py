@@ -8,7 +8,7 @@ from html import escape
 
 import pandas as pd
 
-from ..analysis import BEAT_SHARE, CI_LEVEL, N_REFITS, headline
+from ..analysis import BEAT_SHARE, CI_LEVEL, N_REFITS, headline, measure_columns, measured
 from .html_parts import fmt, table
 
 MARK = {
@@ -32,6 +32,30 @@ def _effect(r) -> str:
     return e + f" <small>({int(r['n_pairs'])} pairs, {int(r['n_seeds'])} seeds)</small>"
 
 
+# Below this agreement with its oracle counterpart across the sweep's checkpoints, an encoder metric is
+# called a weak proxy: a verdict resting on it says little about what the oracle sees.
+WEAK_PROXY = 0.3
+
+
+def proxy_check(measure: str, result: dict) -> str:
+    """How well the encoder metrics behind a claim's measure rank checkpoints as the oracle does (the
+    sweep's metrics_validity.csv, mean over leaves); '–' where no oracle counterpart was measured."""
+    v = result.get("validity")
+    scores = result.get("scores")
+    if v is None or v.empty or scores is None:
+        return "–"
+    v = v[v["leaf"] == "all"]
+    parts = []
+    for metric, ptype in measure_columns(measure, measured(scores), result["criteria_def"]):
+        rows = v[(v["proxy"] == metric) & (v["prompt_type"] == ptype)].dropna(subset=["agreement"])
+        if rows.empty:
+            continue
+        r = rows.loc[rows["agreement"].idxmin()]  # the weakest encoder or level behind the column
+        text = f"{escape(metric)}({escape(ptype)}) vs {escape(r['oracle'])}: ρ {r['agreement']:+.2f}, n {int(r['n'])}"
+        parts.append(f"<span class='bad'>weak proxy: {text}</span>" if r["agreement"] < WEAK_PROXY else text)
+    return "<br>".join(parts) or "–"
+
+
 def counts_line(findings: pd.DataFrame) -> str:
     """'3 reproduced, 1 contradicted, ...' over the claims' pooled verdicts."""
     h = headline(findings)
@@ -47,7 +71,8 @@ def findings_section(result: dict) -> str:
     h["verdict"] = [MARK[v] for v in h["verdict"]]
     h["effect [CI]"] = [_effect(r) for r in h.to_dict("records")]
     h["why"] = h["reason"].fillna("")
-    lines = h[["claim", "category", "measure", "verdict", "effect [CI]", "why"]]
+    h["tracks the oracle?"] = [proxy_check(m, result) for m in h["measure"]]
+    lines = h[["claim", "category", "measure", "verdict", "effect [CI]", "why", "tracks the oracle?"]]
     level = f"{CI_LEVEL:.0%}"
     parts = [
         f"<p><b>{escape(counts_line(f))}</b> of {len(h)} claims of the paper. Each is tested by paired "
@@ -59,8 +84,16 @@ def findings_section(result: dict) -> str:
         "paper says; <i>contradicted</i>: wholly on the other; <i>inconclusive</i>: it holds 0; "
         "<i>not tested</i>: the sweep varies no factor the claim needs, or measured none of its metrics. "
         f"About one claim in {round(1 / (1 - CI_LEVEL))} gets a wrong verdict by chance alone. The pairs "
-        f"compared and every category: {_link(result, 'findings.csv')}.</p>",
-        table(lines, left=("claim", "category", "measure", "why"), raw_html=("verdict", "effect [CI]")),
+        f"compared and every category: {_link(result, 'findings.csv')}. <i>Tracks the oracle?</i>: in a "
+        "world sweep, the Spearman agreement across this sweep's checkpoints between each encoder metric "
+        f"behind the measure and the oracle's count of the same thing ({_link(result, 'metrics_validity.csv')}, "
+        f"mean over leaves); below {WEAK_PROXY} the metric is a weak proxy here, and a verdict resting on it "
+        "says little about what the images show.</p>",
+        table(
+            lines,
+            left=("claim", "category", "measure", "why", "tracks the oracle?"),
+            raw_html=("verdict", "effect [CI]", "tracks the oracle?"),
+        ),  # fmt: skip
     ]
     per = f[~f.index.isin(f.groupby("id", sort=False).head(1).index) & (f["n_pairs"] > 0)]
     if len(per):

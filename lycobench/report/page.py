@@ -248,7 +248,19 @@ def _paired(result: dict) -> str:
     q["column"] = [_label(r) for r in q.to_dict("records")]
     q["mean diff [CI]"] = [ci(m, lo, hi) for m, lo, hi in zip(q["mean_diff"], q["ci_lo"], q["ci_hi"])]
     q["better"] = [_better(m) for m in q["metric"]]
-    cols = ["a", "b", "kind", "column", "mean diff [CI]", "d_z", "win_rate", "raw_diff", "better", "n_units", "n_seeds"]
+    cols = [
+        "a",
+        "b",
+        "kind",
+        "column",
+        "mean diff [CI]",
+        "d_z",
+        "win_rate",
+        "raw_diff",
+        "better",
+        "n_units",
+        "n_seeds",
+    ]
     return (
         "<p>a vs b on the same leaves, prompts, generation seeds and training seeds, pooled over checkpoints; "
         "the difference is in normalised score (positive: a better). d_z = mean / sd of the paired "
