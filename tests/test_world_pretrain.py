@@ -258,6 +258,11 @@ def test_fast_concept_check_fine_tunes_each_named_adapter(tmp_path):
     assert all(len(c) == len(scores["checkpoint_steps"]["lora"]) for c in leaves["lora"].values())
     assert result["settings"]["overrides"] == overrides
     assert result["settings"]["adapters"] == ["lora", "loha"] and not out.with_suffix(".png").exists()
+    from PIL import Image  # the pictures behind the rates: one row per adapter and checkpoint
+
+    sheet = Image.open(out.with_name("check-concepts.png"))
+    rows = sum(len(scores["checkpoint_steps"][a]) for a in ("lora", "loha"))
+    assert sheet.height == rows * (32 * 3 + 4)
 
 
 def test_leaf_rates_score_each_outfit_on_its_own_prompt_as_a_study_does():

@@ -127,6 +127,28 @@ def grid_png(images: np.ndarray, prompts: list[str], path: Path, scale: int = 3,
     return path
 
 
+SHEET_PER_ROW = 8  # trigger images per concept, adapter and checkpoint in the concepts sheet
+
+
+def concepts_png(rows: list[tuple[str, np.ndarray]], path: Path, scale: int = 3) -> Path:
+    """One row per (label, images): what each fine-tune draws for a concept's trigger prompt, checkpoint by
+    checkpoint, so a rate can be read against the pictures behind it."""
+    from PIL import Image, ImageDraw
+
+    side, text_w = 32 * scale, 260
+    sheet = Image.new("RGB", (text_w + SHEET_PER_ROW * (side + 2), len(rows) * (side + 4)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (label, images) in enumerate(rows):
+        y = r * (side + 4)
+        draw.text((4, y + side // 2 - 6), label, fill="black")
+        for i, img in enumerate(images[:SHEET_PER_ROW]):
+            sheet.paste(
+                Image.fromarray(img).resize((side, side), Image.NEAREST), (text_w + i * (side + 2), y)
+            )
+    sheet.save(path)
+    return path
+
+
 def trigger_prompts(concept, n: int) -> list[str]:
     """The benchmark's trigger prompt (the descriptor) of every leaf, ``n`` images in all (leaves alike)."""
     per_leaf = -(-n // len(concept.leaves))
@@ -219,6 +241,7 @@ def concept_scores(
     leaf_curves: dict[str, dict[str, dict[str, list[float]]]] = {name: {} for name in names}
     steps: dict[str, dict[str, list[int]]] = {name: {} for name in names}
     seconds: dict[str, dict[str, int]] = {name: {} for name in names}
+    sheet: list[tuple[str, np.ndarray]] = []  # (label, first trigger images) per concept, adapter, checkpoint
     for group in groups:
         for adapter in adapter_names:
             t0 = time.time()
@@ -233,7 +256,11 @@ def concept_scores(
                     1.0,
                 )  # fmt: skip
                 for name in group:
-                    read = oracle.predict(sample(pipe, prompts[name], sampler=study_sampler))
+                    images = sample(pipe, prompts[name], sampler=study_sampler)
+                    read = oracle.predict(images)
+                    per_leaf = -(-len(images) // len(concepts[name].leaves))  # a few images of every leaf
+                    picks = sorted(range(len(images)), key=lambda k: (k % per_leaf, k))[:SHEET_PER_ROW]
+                    sheet.append((f"{name} {adapter} step {step}", images[picks]))
                     curves[name][adapter].append(
                         round(float(np.mean([c == name for c in read["concept"]])), 4)
                     )
@@ -254,7 +281,7 @@ def concept_scores(
                      **({"leaf_curves_by_adapter": leaf_curves[name]} if leaf_curves[name] else {}),
                      **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts[name])),
                      "images": len(prompts[name]), "train_s": seconds[name], "sampler": study_sampler}  # fmt: skip
-    return out
+    return out, sheet
 
 
 PARTS = ("base", "concepts", "encoders")
@@ -302,7 +329,7 @@ def run_check(
     if "concepts" in parts:
         with tempfile.TemporaryDirectory(prefix="world-check-") as tmp:
             names = concepts_to_check(concept_names, fast)
-            result["concepts"] = concept_scores(
+            result["concepts"], sheet = concept_scores(
                 folder, oracle, names, 2 if fast else PER_CONCEPT, Path(tmp), fast, adapter_names, overrides,
                 together, train_group,
             )  # fmt: skip
@@ -324,4 +351,6 @@ def run_check(
     os.replace(tmp_file, out)
     if "base" in parts:
         grid_png(images, prompts, out.with_suffix(".png"))
+    if "concepts" in parts:
+        concepts_png(sheet, out.with_name(out.stem + "-concepts.png"))
     return result
