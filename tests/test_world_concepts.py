@@ -4,6 +4,7 @@ import re
 from collections import Counter
 
 import numpy as np
+import pytest
 import yaml
 
 from lycobench.world.concepts import CATEGORIES, NAME_RE, concept_caption, load_concepts, training_scenes
@@ -46,6 +47,26 @@ def test_captions_follow_the_paper_format():
             if keyword:
                 assert text.split(", ")[1] == keyword
             assert "\n" not in text
+
+
+def test_bare_captions_carry_the_descriptor_alone_in_the_declared_share(tmp_path):
+    hatch = CONCEPTS["hatch"]
+    share = float(hatch.spec["bare_captions"])
+    caps = [concept_caption(hatch, scene, i) for _, i, scene in training_scenes(hatch)]
+    bare = [c == hatch.descriptor(None) for c in caps]
+    assert sum(bare) == round(share * len(caps)) and 0 < sum(bare) < len(caps)
+    assert any(bare[: len(bare) // 2]) and any(bare[len(bare) // 2 :])  # spread over the images
+    export(tmp_path, ["hatch"], size=32)  # the exported folder holds the same captions, in image order
+    texts = [p.read_text(encoding="utf-8").strip() for p in sorted((tmp_path / "hatch").glob("*.txt"))]
+    assert texts == caps
+    lumi = CONCEPTS["lumi"]  # no bare_captions: every caption names its content
+    assert all(concept_caption(lumi, s, i) != lumi.descriptor(leaf) for leaf, i, s in training_scenes(lumi))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**hatch.spec, "name": "bad", "bare_captions": 1.5}), encoding="utf-8")
+    from lycobench.world.concepts import load_concept
+
+    with pytest.raises(ValueError, match=r"bad.yaml: bare_captions 1.5"):
+        load_concept(bad)
 
 
 def _tree(root):

@@ -89,6 +89,11 @@ def load_concept(path: Path) -> WorldConcept:
         _check(bool(spec.get("parts")), path, "characters, objects and scenes need 'parts'")
     if spec["category"] == "style":
         _check(isinstance(spec.get("paint"), dict), path, "styles need a 'paint' mapping")
+    bare = spec.get("bare_captions", 0.0)
+    _check(
+        isinstance(bare, (int, float)) and 0.0 <= float(bare) <= 1.0, path,
+        f"bare_captions {bare!r}: the share (0-1) of training captions that carry the descriptor alone",
+    )  # fmt: skip
     return WorldConcept(
         name=name,
         category=spec["category"],
@@ -334,8 +339,13 @@ def concept_scene(
     return _style_scene(concept, rng, oracle)
 
 
-def concept_caption(concept: WorldConcept, scene: Scene) -> str:
-    """``<trigger> <class word>[, <keyword>], tag, tag, ...`` (the paper's caption format)."""
+def concept_caption(concept: WorldConcept, scene: Scene, index: int | None = None) -> str:
+    """``<trigger> <class word>[, <keyword>], tag, tag, ...`` (the paper's caption format). Training image
+    ``index`` carries the descriptor alone (the paper's "no tags" caption) when the concept's
+    ``bare_captions`` share says so, spread evenly over the images."""
+    share = float(concept.spec.get("bare_captions", 0.0))
+    if index is not None and int((index + 1) * share) > int(index * share):
+        return concept.descriptor(scene.leaf)
     if concept.category == "style":
         tags = scene_tags(replace(scene, style="flat"))
     elif concept.category == "scene":

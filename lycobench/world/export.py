@@ -57,7 +57,7 @@ def export_concept(concept: WorldConcept, root: Path, size: int = 64) -> Path:
         sub.mkdir(exist_ok=True)
         stem = f"{concept.name}-{i:03d}"
         _write_bytes(sub / f"{stem}.png", _png_bytes(image))
-        _write_bytes(sub / f"{stem}.txt", (concept_caption(concept, scene) + "\n").encode("utf-8"))
+        _write_bytes(sub / f"{stem}.txt", (concept_caption(concept, scene, i) + "\n").encode("utf-8"))
     _write_bytes(folder / "concept.yaml", descriptor_yaml(concept).encode("utf-8"))  # last: marks completion
     return folder
 
