@@ -299,16 +299,21 @@ def test_each_verdict_says_whether_its_encoder_metrics_track_the_oracle():
 
     scores, configs = score_table()
     findings = an.findings_table(scores, configs, an.load_claims())
+
+    def row(proxy, ptype, agreement, leaf="all", level="set", oracle="concept_detection"):
+        return dict(proxy=proxy, proxy_encoder="world-dino", proxy_level=level, prompt_type=ptype, oracle=oracle,
+                    leaf=leaf, agreement=agreement, n=72)  # fmt: skip
+
     validity = pd.DataFrame(
         [
-            dict(proxy="text_similarity", prompt_type="alter", oracle="attribute_accuracy", leaf="all",
-                 agreement=0.01, n=72),
-            dict(proxy="image_similarity", prompt_type="train", oracle="concept_detection", leaf="all",
-                 agreement=0.8, n=72),
-            dict(proxy="image_similarity", prompt_type="train", oracle="concept_detection", leaf="toy",
-                 agreement=-0.9, n=36),  # per-leaf rows are not what the column reads
+            row("text_similarity", "alter", 0.01, level="image", oracle="attribute_accuracy"),
+            row("image_similarity", "train", 0.8),
+            row("image_similarity", "train", -0.9, leaf="toy"),  # per-leaf rows are not what the column reads
+            row("image_similarity", "trigger", 0.7),
+            row("image_similarity", "alter", 0.6),
+            row("vendi", "trigger", float("nan"), oracle="oracle_vendi"),  # constant: no agreement
         ]
-    )  # fmt: skip
+    )
     result = {
         "findings": findings,
         "scores": scores,
@@ -316,9 +321,17 @@ def test_each_verdict_says_whether_its_encoder_metrics_track_the_oracle():
         "validity": validity,
     }
     weak = proxy_check("text_similarity(alter)", result)
-    assert "weak proxy" in weak and "ρ +0.01, n 72" in weak and WEAK_PROXY > 0.01
+    assert "weak proxy" in weak and "agreement +0.01, n 72" in weak and WEAK_PROXY > 0.01
     good = proxy_check("image_similarity(train)", result)
-    assert "weak" not in good and "ρ +0.80" in good
-    assert proxy_check("vendi(trigger)", result) == "–"  # no oracle counterpart measured
+    assert "weak" not in good and "agreement +0.80" in good and "world-dino" in good
+    assert "constant across checkpoints" in proxy_check("vendi(trigger)", result)
+    assert proxy_check("style_loss(style)", result) == "–"  # no oracle counterpart in this sweep
+    fidelity = proxy_check("fidelity", result)  # a criterion: one line per column behind it
+    assert fidelity.count("<br>") >= 1 and "image_similarity(trigger)" in fidelity and "weak" not in fidelity
     assert proxy_check("text_similarity(alter)", {**result, "validity": validity.iloc[:0]}) == "–"
+    # several levels of one metric: the level the finding scores counts (Vendi per set on <trigger>)
+    levels = pd.DataFrame(
+        [row("vendi", "trigger", 0.9, level="set"), row("vendi", "trigger", -0.5, level="prompt")]
+    )
+    assert "agreement +0.90" in proxy_check("vendi(trigger)", {**result, "validity": levels})
     assert "tracks the oracle?" in findings_section(result)

@@ -46,7 +46,16 @@ def test_oracle_reads_images_as_the_shipped_autoencoder_returns_them(oracle):
 
 def test_oracle_knows_the_current_concepts(oracle):
     # True: trained on today's drawings (caption-only YAML keys such as bare_captions do not count)
-    assert oracle.check_leaves(load_concepts()) is True
+    concepts = load_concepts()
+    assert oracle.check_leaves(concepts) is True
+    from dataclasses import replace
+
+    from lycobench.world.oracle import concepts_digest
+
+    hatch = concepts["hatch"]
+    recaptioned = {**concepts, "hatch": replace(hatch, spec={**hatch.spec, "bare_captions": 0.5})}
+    repainted = {**concepts, "hatch": replace(hatch, spec={**hatch.spec, "paint": {"kind": "outline"}})}
+    assert concepts_digest(recaptioned) == concepts_digest(concepts) != concepts_digest(repainted)
 
 
 def test_oracle_accuracy_on_held_out_renders(oracle):

@@ -351,6 +351,6 @@ def run_check(
     os.replace(tmp_file, out)
     if "base" in parts:
         grid_png(images, prompts, out.with_suffix(".png"))
-    if "concepts" in parts:
+    if "concepts" in parts and sheet:
         concepts_png(sheet, out.with_name(out.stem + "-concepts.png"))
     return result

@@ -9,6 +9,7 @@ from html import escape
 import pandas as pd
 
 from ..analysis import BEAT_SHARE, CI_LEVEL, N_REFITS, headline, measure_columns, measured
+from ..metrics import METRICS, paper_level
 from .html_parts import fmt, table
 
 MARK = {
@@ -38,8 +39,10 @@ WEAK_PROXY = 0.3
 
 
 def proxy_check(measure: str, result: dict) -> str:
-    """How well the encoder metrics behind a claim's measure rank checkpoints as the oracle does (the
-    sweep's metrics_validity.csv, mean over leaves); '–' where no oracle counterpart was measured."""
+    """How well the encoder metrics behind a claim's measure rank checkpoints as the oracle does: the
+    agreement (Spearman, signed so that +1 = the two always prefer the same checkpoint) of the leaf-averaged
+    values in the sweep's metrics_validity.csv, at the level the finding uses; '–' where no oracle
+    counterpart was measured."""
     v = result.get("validity")
     scores = result.get("scores")
     if v is None or v.empty or scores is None:
@@ -47,11 +50,17 @@ def proxy_check(measure: str, result: dict) -> str:
     v = v[v["leaf"] == "all"]
     parts = []
     for metric, ptype in measure_columns(measure, measured(scores), result["criteria_def"]):
-        rows = v[(v["proxy"] == metric) & (v["prompt_type"] == ptype)].dropna(subset=["agreement"])
+        rows = v[(v["proxy"] == metric) & (v["prompt_type"] == ptype)]
+        if metric in METRICS and (rows["proxy_level"] == paper_level(metric, ptype)).any():
+            rows = rows[rows["proxy_level"] == paper_level(metric, ptype)]  # the level the finding scores
         if rows.empty:
             continue
-        r = rows.loc[rows["agreement"].idxmin()]  # the weakest encoder or level behind the column
-        text = f"{escape(metric)}({escape(ptype)}) vs {escape(r['oracle'])}: ρ {r['agreement']:+.2f}, n {int(r['n'])}"
+        head = f"{escape(metric)}({escape(ptype)}) vs {escape(rows['oracle'].iloc[0])}"
+        if rows["agreement"].isna().all():
+            parts.append(f"{head}: constant across checkpoints, no agreement to measure")
+            continue
+        r = rows.loc[rows["agreement"].idxmin()]  # the weakest encoder behind the column
+        text = f"{head} ({escape(r['proxy_encoder'])}): agreement {r['agreement']:+.2f}, n {int(r['n'])}"
         parts.append(f"<span class='bad'>weak proxy: {text}</span>" if r["agreement"] < WEAK_PROXY else text)
     return "<br>".join(parts) or "–"
 
@@ -85,9 +94,10 @@ def findings_section(result: dict) -> str:
         "<i>not tested</i>: the sweep varies no factor the claim needs, or measured none of its metrics. "
         f"About one claim in {round(1 / (1 - CI_LEVEL))} gets a wrong verdict by chance alone. The pairs "
         f"compared and every category: {_link(result, 'findings.csv')}. <i>Tracks the oracle?</i>: in a "
-        "world sweep, the Spearman agreement across this sweep's checkpoints between each encoder metric "
-        f"behind the measure and the oracle's count of the same thing ({_link(result, 'metrics_validity.csv')}, "
-        f"mean over leaves); below {WEAK_PROXY} the metric is a weak proxy here, and a verdict resting on it "
+        "world sweep, the agreement across this sweep's checkpoints (Spearman on the leaf-averaged values, "
+        "signed so that +1 = both always prefer the same checkpoint) between each encoder metric behind the "
+        f"measure and the oracle's measure of the same thing ({_link(result, 'metrics_validity.csv')}); "
+        f"below {WEAK_PROXY} the metric is a weak proxy here, and a verdict resting on it "
         "says little about what the images show.</p>",
         table(
             lines,

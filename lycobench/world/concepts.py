@@ -91,7 +91,7 @@ def load_concept(path: Path) -> WorldConcept:
         _check(isinstance(spec.get("paint"), dict), path, "styles need a 'paint' mapping")
     bare = spec.get("bare_captions", 0.0)
     _check(
-        isinstance(bare, (int, float)) and 0.0 <= float(bare) <= 1.0, path,
+        isinstance(bare, (int, float)) and not isinstance(bare, bool) and 0.0 <= float(bare) <= 1.0, path,
         f"bare_captions {bare!r}: the share (0-1) of training captions that carry the descriptor alone",
     )  # fmt: skip
     return WorldConcept(
@@ -341,10 +341,10 @@ def concept_scene(
 
 def concept_caption(concept: WorldConcept, scene: Scene, index: int | None = None) -> str:
     """``<trigger> <class word>[, <keyword>], tag, tag, ...`` (the paper's caption format). Training image
-    ``index`` carries the descriptor alone (the paper's "no tags" caption) when the concept's
-    ``bare_captions`` share says so, spread evenly over the images."""
+    ``index`` (within its leaf) carries the descriptor alone (the paper's "no tags" caption) when the
+    concept's ``bare_captions`` share says so: of each leaf's n images, int(share * n), spread evenly."""
     share = float(concept.spec.get("bare_captions", 0.0))
-    if index is not None and int((index + 1) * share) > int(index * share):
+    if index is not None and int((index + 1) * share + 1e-9) > int(index * share + 1e-9):
         return concept.descriptor(scene.leaf)
     if concept.category == "style":
         tags = scene_tags(replace(scene, style="flat"))
