@@ -286,7 +286,8 @@ def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_pat
     assert main([*argv, "--concepts", "shroom", "cartoon", "--together"]) == 0
     result = json.loads(out.read_text())
     assert list(result["concepts"]) == ["shroom", "cartoon"] and result["settings"]["together"] is True
-    assert capsys.readouterr().out.rstrip().endswith(f"wrote {out}")  # no PNG grid without base samples
+    sheet = out.with_name("check-concepts.png")  # no grid of base samples: only the concepts' sheet
+    assert capsys.readouterr().out.rstrip().endswith(f"wrote {out} and {sheet}") and sheet.is_file()
     shroom, cartoon = result["concepts"]["shroom"], result["concepts"]["cartoon"]
     assert runs == [["shroom", "cartoon"]] and shroom["train_s"] == cartoon["train_s"]  # one shared run
     assert shroom["category"] == "object" and cartoon["category"] == "style"
@@ -394,3 +395,21 @@ def test_colour_distortion_changes_colour_not_shape_and_is_seeded():
     assert torch.equal(a[:, :, 2:6, 2:6], inside[:, :, None, None].expand(-1, -1, 4, 4))  # still one square
     assert (inside - outside).abs().amax(1).min() > 0  # still told apart from its ground
     assert (a - x).abs().amax((1, 2, 3)).gt(0.05).float().mean() > 0.5  # most views change colour
+
+
+def test_concept_check_over_several_training_seeds_reports_their_mean(tmp_path, capsys):
+    from lycobench.__main__ import main
+
+    out = tmp_path / "seeds.json"
+    argv = ["world", "check", "--out", str(out), "--fast", "--parts", "concepts", "--threads", "1"]
+    refused = main([*argv, "--seeds", "23", "24", "--overrides", "seed=25"])  # both ways: refused, no compute
+    assert refused == 2 and "either with --seeds" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--seeds", "23", "24", "--overrides", "train.exposures_per_epoch=12"]) == 0
+    result = json.loads(out.read_text())
+    (scores,) = result["concepts"].values()
+    per_seed = scores["curve_by_seed"]["lora"]
+    assert set(per_seed) == {"23", "24"} and result["settings"]["seeds"] == [23, 24]
+    mean = [round((a + b) / 2, 4) for a, b in zip(per_seed["23"], per_seed["24"])]
+    assert scores["curve_by_adapter"]["lora"] == pytest.approx(mean, abs=1e-4)
+    for leaf_curve in scores["leaf_curves_by_adapter"]["lora"].values():
+        assert len(leaf_curve) == len(mean)

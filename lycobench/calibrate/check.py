@@ -210,6 +210,42 @@ def fine_tune(
     return saved, cfg
 
 
+def _tuned_curves(
+    model_folder, oracle, group, prompts, concepts, work, fast, adapter, overrides, train_group
+):
+    """One fine-tune of ``group`` with ``adapter``: per concept its detection curve over the checkpoints, its
+    per-leaf curves (sub-classes), the checkpoint steps, sheet rows and the study's sampler."""
+    from omegaconf import OmegaConf
+
+    from .. import adapters as adapter_io
+
+    saved, cfg = fine_tune(model_folder, group, work, fast, adapter, overrides, train_group)
+    sampler = {k: cfg.generate[k] for k in ("sampler", "steps", "guidance_scale")}
+    curves = {name: [] for name in group}
+    leaf_curves: dict[str, dict[str, list[float]]] = {name: {} for name in group}
+    sheet = []
+    for step in sorted(saved):
+        pipe = load_pipe(model_folder)
+        adapter_io.load(
+            pipe, saved[step], OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target), 1.0
+        )  # fmt: skip
+        for name in group:
+            images = sample(pipe, prompts[name], sampler=sampler)
+            read = oracle.predict(images)
+            per_leaf = -(-len(images) // len(concepts[name].leaves))  # a few images of every leaf
+            picks = sorted(range(len(images)), key=lambda k: (k % per_leaf, k))[:SHEET_PER_ROW]
+            sheet.append((name, step, images[picks]))
+            curves[name].append(round(float(np.mean([c == name for c in read["concept"]])), 4))
+            if len(concepts[name].leaves) > 1:
+                for leaf, rate in leaf_rates(read["leaf"], concepts[name], len(prompts[name])).items():
+                    leaf_curves[name].setdefault(leaf, []).append(rate)
+    return curves, leaf_curves, sorted(saved), sheet, sampler
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    return [round(float(np.mean(points)), 4) for points in zip(*curves)]
+
+
 def concept_scores(
     model_folder: Path,
     oracle,
@@ -221,23 +257,24 @@ def concept_scores(
     overrides: tuple[str, ...] = (),
     together: bool = False,
     train_group: str = TRAIN_GROUP,
-) -> dict:
+    seeds: tuple[int, ...] = (),
+) -> tuple[dict, list]:
     """Per concept: detection in base images and at every checkpoint of a fine-tune with each of
     ``adapter_names`` (``curve_by_adapter``: one rate per checkpoint, the learning curve; ``tuned``: the first
     adapter's last checkpoint, LoRA by default; ``tuned_by_adapter``: every adapter's last checkpoint). Each
     concept is fine-tuned alone, or (``together``) one model per adapter learns all of ``names`` at once, as
     in a study; ``train_s`` is then that shared run's time. Every rate rests on ``per_concept`` images; a
     concept with sub-classes also gets ``leaf_curves_by_adapter``, each leaf on its own prompt's images
-    (the study's per-leaf criterion, which the concept-level rate can hide)."""
-    from omegaconf import OmegaConf
-
-    from .. import adapters as adapter_io
-
+    (the study's per-leaf criterion, which the concept-level rate can hide). With ``seeds`` each adapter is
+    trained once per training seed: the curves are the means over seeds, ``curve_by_seed`` keeps each one
+    (one seed's rate moves by about 0.15-0.2 between seeds on a half-learned concept)."""
     concepts = load_concepts()
     base = load_pipe(model_folder)
     prompts = {name: trigger_prompts(concepts[name], per_concept) for name in names}
     groups = [names] if together else [[name] for name in names]
+    runs = [(s, (*overrides, f"seed={s}")) for s in seeds] or [(None, overrides)]
     curves: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    by_seed: dict[str, dict[str, dict[str, list[float]]]] = {name: {} for name in names}
     leaf_curves: dict[str, dict[str, dict[str, list[float]]]] = {name: {} for name in names}
     steps: dict[str, dict[str, list[int]]] = {name: {} for name in names}
     seconds: dict[str, dict[str, int]] = {name: {} for name in names}
@@ -245,32 +282,26 @@ def concept_scores(
     for group in groups:
         for adapter in adapter_names:
             t0 = time.time()
-            saved, cfg = fine_tune(model_folder, group, work, fast, adapter, overrides, train_group)
-            for name in group:
-                curves[name][adapter], steps[name][adapter] = [], sorted(saved)
-            study_sampler = {k: cfg.generate[k] for k in ("sampler", "steps", "guidance_scale")}
-            for step in sorted(saved):
-                pipe = load_pipe(model_folder)
-                adapter_io.load(
-                    pipe, saved[step], OmegaConf.to_container(cfg.adapter), OmegaConf.to_container(cfg.target),
-                    1.0,
+            measured = []
+            for seed, run_overrides in runs:
+                c, lc, st, rows, study_sampler = _tuned_curves(
+                    model_folder, oracle, group, prompts, concepts, work, fast, adapter, run_overrides, train_group
                 )  # fmt: skip
-                for name in group:
-                    images = sample(pipe, prompts[name], sampler=study_sampler)
-                    read = oracle.predict(images)
-                    per_leaf = -(-len(images) // len(concepts[name].leaves))  # a few images of every leaf
-                    picks = sorted(range(len(images)), key=lambda k: (k % per_leaf, k))[:SHEET_PER_ROW]
-                    sheet.append((f"{name} {adapter} step {step}", images[picks]))
-                    curves[name][adapter].append(
-                        round(float(np.mean([c == name for c in read["concept"]])), 4)
-                    )
-                    if len(concepts[name].leaves) > 1:
-                        rates = leaf_rates(read["leaf"], concepts[name], len(prompts[name]))
-                        for leaf, rate in rates.items():
-                            leaf_curves[name].setdefault(adapter, {}).setdefault(leaf, []).append(rate)
-            elapsed = round(time.time() - t0)  # a shared run's time counts for each of its concepts
+                measured.append((seed, c, lc))
+                tag = "" if seed is None else f" seed {seed}"
+                sheet += [(f"{name} {adapter}{tag} step {step}", images) for name, step, images in rows]
             for name in group:
-                seconds[name][adapter] = elapsed
+                steps[name][adapter] = st
+                curves[name][adapter] = _mean_curve([c[name] for _, c, _ in measured])
+                if seeds:
+                    by_seed[name][adapter] = {str(s): c[name] for s, c, _ in measured}
+                for leaf in measured[0][2][name]:
+                    leaf_curves[name].setdefault(adapter, {})[leaf] = _mean_curve(
+                        [lc[name][leaf] for *_, lc in measured]
+                    )
+                seconds[name][adapter] = round(
+                    time.time() - t0
+                )  # a shared run's time counts for each concept
     out = {}
     for name in names:
         c, first = concepts[name], adapter_names[0]
@@ -278,6 +309,7 @@ def concept_scores(
                      "tuned": curves[name][first][-1],
                      "tuned_by_adapter": {a: v[-1] for a, v in curves[name].items()},
                      "curve_by_adapter": curves[name], "checkpoint_steps": steps[name],
+                     **({"curve_by_seed": by_seed[name]} if seeds else {}),
                      **({"leaf_curves_by_adapter": leaf_curves[name]} if leaf_curves[name] else {}),
                      **vae_roundtrip(base.vae, c, oracle), "prompts": sorted(set(prompts[name])),
                      "images": len(prompts[name]), "train_s": seconds[name], "sampler": study_sampler}  # fmt: skip
@@ -306,6 +338,7 @@ def run_check(
     concept_names: tuple[str, ...] = (),
     together: bool = False,
     train_group: str = TRAIN_GROUP,
+    seeds: tuple[int, ...] = (),
 ) -> dict:
     """Measure ``parts`` (default all) and write the JSON (+ PNG grid of base samples when base is measured).
     Parts are independent: separate processes may measure them and their JSON objects be merged."""
@@ -331,7 +364,7 @@ def run_check(
             names = concepts_to_check(concept_names, fast)
             result["concepts"], sheet = concept_scores(
                 folder, oracle, names, 2 if fast else PER_CONCEPT, Path(tmp), fast, adapter_names, overrides,
-                together, train_group,
+                together, train_group, seeds,
             )  # fmt: skip
     if "encoders" in parts:
         result["clip_retrieval_at_10"] = round(
@@ -342,7 +375,7 @@ def run_check(
         result["dino_knn_by_category"] = knn["by_category"]
     # the oracle decides every base and concept rate: its weights' hash is part of the experiment
     result["settings"] = {"model": shown_path(folder), "oracle": oracle.manifest.get("sha256"), "prompts": n, "heldout_prompts": n_held, "sampler": SAMPLER,
-                          "train": train_group, "adapters": list(adapter_names), "overrides": list(overrides), "together": together, "fast": fast, "parts": list(parts),
+                          "train": train_group, "adapters": list(adapter_names), "overrides": list(overrides), "seeds": list(seeds) or None, "together": together, "fast": fast, "parts": list(parts),
                           "seconds": round(time.time() - t0)}  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

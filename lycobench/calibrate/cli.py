@@ -24,6 +24,10 @@ def _check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.seeds and any(o.split("=", 1)[0].lstrip("+") == "seed" for o in args.overrides):
+        print("lycobench: world check: give the training seeds either with --seeds or as seed=N in "
+              "--overrides, not both", file=sys.stderr)  # fmt: skip
+        return 2
     result = run_check(
         Path(args.out),
         args.model,
@@ -36,10 +40,13 @@ def _check(args: argparse.Namespace) -> int:
         concept_names=tuple(args.concepts or ()),
         together=args.together,
         train_group=args.train,
+        seeds=tuple(args.seeds or ()),
     )
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
-    grid = f" and {Path(args.out).with_suffix('.png')}" if "base" in args.parts else ""  # base samples only
-    print(f"wrote {args.out}{grid}")
+    out = Path(args.out)
+    pngs = [out.with_suffix(".png")] if "base" in args.parts else []  # base samples
+    pngs += [out.with_name(out.stem + "-concepts.png")] if "concepts" in args.parts else []
+    print(f"wrote {out}" + "".join(f" and {p}" for p in pngs))
     return 0
 
 
@@ -100,6 +107,11 @@ def parser() -> argparse.ArgumentParser:
         "--together", action=argparse.BooleanOptionalAction, default=True,
         help="one fine-tune per adapter learns all the concepts at once, as a study trains (the default); "
         "--no-together fine-tunes each concept alone",
+    )  # fmt: skip
+    c.add_argument(
+        "--seeds", nargs="+", type=int, metavar="N",
+        help="train each adapter once per training seed and report the mean curves (and each seed's in "
+        "curve_by_seed); default: the config's one seed",
     )  # fmt: skip
     c.add_argument("--threads", type=int, default=2)
     c.add_argument(

@@ -9,7 +9,7 @@ from pathlib import Path
 # The settings each part depends on: two files measuring the same part with other values are two experiments.
 RELEVANT = {
     "base": ("model", "oracle", "prompts", "heldout_prompts", "sampler", "fast"),
-    "concepts": ("model", "oracle", "train", "overrides", "together", "fast"),
+    "concepts": ("model", "oracle", "train", "overrides", "seeds", "together", "fast"),
     "encoders": ("fast",),
 }
 PER_ADAPTER = (
@@ -18,6 +18,7 @@ PER_ADAPTER = (
     "checkpoint_steps",
     "train_s",
     "leaf_curves_by_adapter",
+    "curve_by_seed",
 )
 ADAPTER_ORDER = ("lora", "loha", "lokr", "full")  # the paper's; ``tuned`` is the first measured
 
