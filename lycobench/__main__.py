@@ -14,6 +14,7 @@ commands:
   validate <folder>...  check concept folders and print every problem
   metrics               the metric cards: formula, direction, encoder, conventions
   status <sweep-dir>    done / running / failed / pending runs
+  prune <sweep-dir>     delete what finished runs no longer need (checkpoints, images no sheet shows)
 
 `python -m lycobench <command> --help` for details.
 """
@@ -40,6 +41,7 @@ EXTERNAL = {
     "validate": "lycobench.input_check:main",
     "metrics": "lycobench.metric_cards:main",
     "status": "lycobench.status:main",
+    "prune": "lycobench.prune:main",
 }
 
 

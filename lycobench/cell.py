@@ -33,6 +33,7 @@ from .store import (
     file_sha256,
     is_done,
     read_json,
+    run_done,
     write_marker,
 )
 
@@ -149,10 +150,21 @@ class Cell:
     def done(self, stage: str) -> bool:
         return is_done(self.rd.marker(stage), self.keys[stage], self.rd.root)
 
+    def to_run(self) -> list[str]:
+        """The stages to (re)run. A stage whose files were released after the run finished (``lycobench
+        prune``) is redone only when a later stage that reads them has to run: then they are needed back."""
+        need, inputs_needed = [], False
+        for stage in reversed(STAGES):
+            loose = is_done(self.rd.marker(stage), self.keys[stage], self.rd.root, released_ok=True)
+            if not loose or (inputs_needed and not self.done(stage)):
+                need.append(stage)
+            inputs_needed = stage in need
+        return [s for s in STAGES if s in need]
+
     def run(self) -> str:
         """Run the stages that are not done; returns 'skipped', 'done' or 'busy' (another process holds the
         run's lock: it is running this cell). Writes FAILED and re-raises on error."""
-        if all(self.done(s) for s in STAGES):
+        if run_done(self.rd.root, self.keys):
             self.record_done()
             return "skipped"
         rd = self.rd
@@ -187,7 +199,8 @@ class Cell:
             old = read_json(self.rd.run_json)
         except (OSError, ValueError):
             return {}
-        same = {s for s in STAGES if (old.get("keys") or {}).get(s) == self.keys[s] and self.done(s)}
+        kept = set(STAGES) - set(self.to_run())
+        same = {s for s in kept if (old.get("keys") or {}).get(s) == self.keys[s]}
         return {s: v for s, v in (old.get("seconds") or {}).items() if s in same}
 
     def _run_locked(self) -> str:
@@ -201,8 +214,9 @@ class Cell:
         info["seconds"] = self.kept_seconds()
         atomic_write_json(rd.run_json, info)
         try:
+            to_run = self.to_run()
             for stage in STAGES:
-                if self.done(stage):
+                if stage not in to_run:
                     log.info("[%s seed=%s] %s: already done", self.cfg.cell, self.cfg.seed, stage)
                     continue
                 t0 = time.perf_counter()

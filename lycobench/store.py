@@ -167,19 +167,55 @@ def write_marker(marker: Path, key: str, files: list[Path], base: Path, extra: d
     atomic_write_json(marker, {"key": key, "files": entries, **(extra or {})})
 
 
-def is_done(marker: Path, key: str, base: Path) -> bool:
-    """A stage is done when its marker names this key and every listed file exists with its size."""
+def is_done(marker: Path, key: str, base: Path, released_ok: bool = False) -> bool:
+    """A stage is done when its marker names this key and every listed file exists with its size. With
+    ``released_ok``, files the marker records as released (``release``) count as there."""
     try:
         info = read_json(marker)
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     if info.get("key") != key:
         return False
+    released = info.get("released", {}) if released_ok else {}
     for rel, size in info.get("files", {}).items():
+        if rel in released:
+            continue
         p = base / rel
         if not p.is_file() or p.stat().st_size != size:
             return False
     return True
+
+
+def run_done(root: Path, keys: dict) -> bool:
+    """Every stage of the run at ``root`` is done for ``keys``, released files counting as there: a finished
+    run stays finished after ``release``, as a whole (any stage to redo needs its inputs back)."""
+    return all(
+        keys.get(s) is not None and is_done(RunDir(root).marker(s), keys[s], root, released_ok=True)
+        for s in STAGES
+    )
+
+
+def release(root: Path, stage: str, files: list[Path]) -> int:
+    """Delete ``files`` (listed by ``stage``'s marker) from a finished run, recording them in the marker as
+    released; returns the bytes freed. The marker is rewritten first, so a kill leaves the files listed
+    as released but still there, which is consistent either way."""
+    marker = RunDir(root).marker(stage)
+    info = read_json(marker)
+    listed = info.get("files", {})
+    rels = [str(Path(f).relative_to(root)) for f in files]
+    unknown = [r for r in rels if r not in listed]
+    if unknown:
+        raise ValueError(f"{marker}: does not list {unknown[0]}; only a stage's own files can be released")
+    released = dict(info.get("released", {}))
+    released.update({r: listed[r] for r in rels})
+    atomic_write_json(marker, {**info, "released": released})
+    freed = 0
+    for r in rels:
+        p = Path(root) / r
+        if p.is_file():
+            freed += p.stat().st_size
+            p.unlink()
+    return freed
 
 
 # --- scanning a sweep's runs --------------------------------------------------------------------
@@ -196,7 +232,7 @@ def scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
         cell, seed = info["cell"], int(info["seed"])
         seen.add((cell, seed))
         entry = {"cell": cell, "seed": seed, "root": root, "factors": info.get("factors", {})}
-        markers_ok = all(_marker_ok(root, s, info.get("keys", {}).get(s)) for s in STAGES)
+        markers_ok = run_done(root, info.get("keys") or {})
         if (root / "FAILED").is_file():
             text = (root / "FAILED").read_text(encoding="utf-8")
             cause = text.splitlines()[0].removeprefix("cause: ") if text else "bug"

@@ -8,7 +8,7 @@ import lycobench
 
 PACKAGE = Path(lycobench.__file__).parent
 LAYERS = {
-    "face": {"__main__", "sweep", "status", "hydra_app", "input_check", "metric_cards", "calibrate", "slurm"},
+    "face": {"__main__", "sweep", "status", "prune", "hydra_app", "input_check", "metric_cards", "calibrate", "slurm"},
     "stages": {"cell", "train", "generate", "evaluate"},
     "analysis": {"analysis", "report"},
     "parts": {

@@ -10,6 +10,7 @@ from .cache import SOURCE, Cache, slug
 from .load import epochs_of, training_images
 
 MAX_TRAINING = 48  # training images offered to a sheet (it shows as many as its width holds)
+PER_CELL = 3  # images per configuration and checkpoint on a sheet
 
 
 def contact_sheets(
@@ -17,7 +18,7 @@ def contact_sheets(
     finished: list[dict],
     out: Path,
     cache: Cache,
-    per_cell: int = 3,
+    per_cell: int = PER_CELL,
     grid_types=None,
     notes: list[str] | None = None,
 ) -> list[dict]:
@@ -48,10 +49,7 @@ def contact_sheets(
     shas: dict[str, list[str]] = {}  # leaf -> sha256 of the training images offered
     grids = []
     for (leaf, ptype), g in images.groupby(["leaf", "prompt_type"], sort=True):
-        idx = (
-            sorted(g.loc[g["step"] == 0, "index"].unique())[:per_cell]
-            or sorted(g["index"].unique())[:per_cell]
-        )
+        idx = shown_indices(g, per_cell)
         g = g[g["index"].isin(idx)]
         epochs = sorted(e for e in g["epoch"].dropna().unique() if e > 0)
         base = g[g["step"] == 0].drop_duplicates("index").set_index("index")
@@ -112,10 +110,21 @@ def contact_sheets(
     return grids
 
 
+def shown_indices(frame, per_cell: int = PER_CELL) -> list:
+    """The prompt indices a sheet shows for one leaf x prompt type (rows of images.parquet): the first
+    ``per_cell`` of the base model's, else of all. ``lycobench prune`` keeps these images."""
+    return (
+        sorted(frame.loc[frame["step"] == 0, "index"].unique())[:per_cell]
+        or sorted(frame["index"].unique())[:per_cell]
+    )
+
+
 def _rel(p: Path | None, sweep_dir: Path) -> str | None:
     """Paths in cache keys are relative, so a copied sweep folder keeps its cache."""
     return None if p is None else str(p.relative_to(sweep_dir))
 
 
 def _img(sweep_dir: Path, frame, i) -> Path | None:
-    return sweep_dir / frame.loc[i, "path"] if i in frame.index else None
+    """An image's path; None (an empty box) when it is not in the frame or no longer on disk (pruned)."""
+    path = sweep_dir / frame.loc[i, "path"] if i in frame.index else None
+    return path if path is not None and path.is_file() else None
