@@ -192,6 +192,31 @@ def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
     latent = json.loads((run.SHIPPED / "vae" / "config.json").read_text())["latent_channels"]
     assert SHIPPED_RECIPE["latent_channels"] == latent
     assert SHIPPED_RECIPE["noise_offset"] == manifest["training"].get("noise_offset", 0.0)
+    assert SHIPPED_RECIPE["partial_captions"] == manifest["training"].get("partial_captions", 0.0)
+    assert f"--partial-captions {SHIPPED_RECIPE['partial_captions']:g}" in manifest["reproduce"] or not (
+        SHIPPED_RECIPE["partial_captions"]
+    )
+
+
+def test_partial_captions_leave_some_tags_out_and_keep_the_stream_without_them():
+    """A partial caption names a non-empty proper subset of the scene's tags, in their order; without
+    partial captions the caption stream is the one runs before the option drew (no extra random draws)."""
+    from lycobench.world.captions import all_captions, caption, tags
+    from lycobench.world.pretrain.data import WorldData, partial_caption
+
+    data = WorldData(64, seed=5)
+    rng = np.random.default_rng(0)
+    for scene in data.scenes:
+        full = tags(scene, lambda options: options[0]) + tags(scene, lambda options: options[-1])
+        part = partial_caption(scene, rng).split(", ")
+        assert 0 < len(part) < len(tags(scene)) and set(part) <= set(full)
+    plain = data.captions(list(range(64)), np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    assert plain == [caption(s, rng) for s in data.scenes]
+    data.partial = 0.5
+    mixed = data.captions(list(range(64)), np.random.default_rng(1))
+    n_partial = sum(c not in all_captions(s) for c, s in zip(mixed, data.scenes, strict=True))
+    assert 16 <= n_partial <= 48
 
 
 def test_offset_noise_shifts_each_image_and_channel_and_is_plain_noise_at_zero():

@@ -11,4 +11,4 @@
 # why they were not shipped: docs/world-model.md).
 # World v2: 4 latent channels, plain noise, a VAE of base scenes only (with 16 channels and offset noise the
 # UNet never bound shape words to shapes).
-SHIPPED_RECIPE = {"vae_figures": 0.0, "latent_channels": 4, "noise_offset": 0.0}
+SHIPPED_RECIPE = {"vae_figures": 0.0, "latent_channels": 4, "noise_offset": 0.0, "partial_captions": 0.0}

@@ -19,6 +19,7 @@ def _pretrain(args: argparse.Namespace) -> int:
                 threads=args.threads, vae_steps=args.vae_steps, unet_steps=args.unet_steps,
                 decoder_steps=args.decoder_steps, images=args.images, vae_figures=args.vae_figures,
                 latent_channels=args.latent_channels, vae_gate=args.vae_gate, noise_offset=args.noise_offset,
+                partial_captions=args.partial_captions,
             )  # fmt: skip
         except VaeBelowGate as e:
             print(f"lycobench: world pretrain: {e}", file=sys.stderr)
@@ -90,6 +91,11 @@ def add_commands(sub) -> None:
         "--noise-offset", type=float, default=SHIPPED_RECIPE["noise_offset"],
         help="scale of a random per-channel shift added to the UNet's training noise "
         f"(default {SHIPPED_RECIPE['noise_offset']}; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--partial-captions", type=float, default=SHIPPED_RECIPE["partial_captions"],
+        help="share of the UNet's training captions that leave some of the scene's tags out, so that a "
+        f"prompt naming part of a scene draws the rest freely (default {SHIPPED_RECIPE['partial_captions']})",
     )  # fmt: skip
     p.set_defaults(func=_pretrain)
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..captions import caption
+from ..captions import caption, tags
 from ..scenes import Scene, render_batch, sample_scenes
 
 RESOLUTION = 32  # the generator's image side (the oracle reads 32 px too)
@@ -32,14 +32,30 @@ def to_unit(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-class WorldData:
-    """``n`` base scenes (seeded), their 32 px renders, and a seeded caption stream."""
+def partial_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """The scene's tags with some left out (at least one kept, at least one dropped): a caption that does
+    not name everything, so that what it leaves out is free (drawn from the noise, not from one mode)."""
+    all_tags = tags(scene, lambda options: options[int(rng.integers(len(options)))])
+    while True:
+        keep = rng.random(len(all_tags)) < 0.5
+        if 0 < keep.sum() < len(all_tags):
+            return ", ".join(t for t, k in zip(all_tags, keep, strict=True) if k)
 
-    def __init__(self, n: int, seed: int):
-        self.seed = seed
+
+class WorldData:
+    """``n`` base scenes (seeded), their 32 px renders, and a seeded caption stream; a ``partial`` share of
+    the captions leaves some of the scene's tags out (``partial_caption``)."""
+
+    def __init__(self, n: int, seed: int, partial: float = 0.0):
+        self.seed, self.partial = seed, partial
         self.scenes = sample_scenes(n, seed, heldout=False)
         self.images = render_32(self.scenes)
 
     def captions(self, index: list[int], rng: np.random.Generator) -> list[str]:
         """A freshly drawn caption per scene: the grammar's phrasings vary from step to step."""
-        return [caption(self.scenes[i], rng) for i in index]
+        if not self.partial:  # no extra draws: the caption stream of runs without partial captions
+            return [caption(self.scenes[i], rng) for i in index]
+        return [
+            partial_caption(self.scenes[i], rng) if rng.random() < self.partial else caption(self.scenes[i], rng)
+            for i in index
+        ]

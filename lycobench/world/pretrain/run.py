@@ -85,13 +85,13 @@ def save_folder(pipe, folder: Path, manifest: dict) -> Path:
 
 
 def reproduce_command(
-    steps: dict, seed: int, threads: int, channels: int, figures: float, offset: float
+    steps: dict, seed: int, threads: int, channels: int, figures: float, offset: float, partial: float = 0.0
 ) -> str:
     """The command that retrains these weights (step counts spelled out: they define the run)."""
     return (
         f"python -m lycobench world pretrain --vae-steps {steps['vae']} --unet-steps {steps['unet']} "
         f"--decoder-steps {steps['decoder']} --latent-channels {channels} --vae-figures {figures:g} "
-        f"--noise-offset {offset:g} --seed {seed} --threads {threads}"
+        f"--noise-offset {offset:g} --partial-captions {partial:g} --seed {seed} --threads {threads}"
     )
 
 
@@ -146,6 +146,7 @@ def pretrain(
     latent_channels: int = SHIPPED_RECIPE["latent_channels"],
     vae_gate: float | None = None,
     noise_offset: float = SHIPPED_RECIPE["noise_offset"],
+    partial_captions: float = SHIPPED_RECIPE["partial_captions"],
 ) -> Path:
     """Train everything from scratch and write the diffusers folder ``out``.
 
@@ -160,7 +161,8 @@ def pretrain(
     images after a round trip through the VAE (the ceiling of any fine-tune); ``vae_gate``: stop there,
     before the hour of UNet, with :class:`VaeBelowGate` when any concept's round trip is below this rate.
     ``noise_offset``: the UNet's training noise gets a random per-channel shift of this scale (see
-    ``generator.training_noise``; 0 = plain noise). The defaults are the shipped model's recipe at the
+    ``generator.training_noise``; 0 = plain noise). ``partial_captions``: the share of the UNet's training
+    captions that leave some of the scene's tags out (``data.partial_caption``). The defaults are the shipped model's recipe at the
     budget of ``minutes`` (``SHIPPED_MINUTES`` gives the shipped model's step counts).
     """
     from ...tokenizer import clip_tokenizer
@@ -191,7 +193,7 @@ def pretrain(
 
     n_images = images or N_IMAGES
     log({"stage": "data", "images": n_images, "seed": seed, "steps": json.dumps(steps)})
-    data = WorldData(n_images, seed)
+    data = WorldData(n_images, seed, partial=partial_captions)
     holdout = WorldData(N_HOLDOUT, seed + 1_000_003).images
     n_figures = round(n_images * vae_figures / (1 - vae_figures))
     vae_settings = {
@@ -280,9 +282,12 @@ def pretrain(
             "caption_dropout": 0.1,
             "ema": 0.998,
             "noise_offset": noise_offset,
+            "partial_captions": partial_captions,
         },
         "quality": None,
-        "reproduce": reproduce_command(steps, seed, threads, latent_channels, vae_figures, noise_offset),
+        "reproduce": reproduce_command(
+            steps, seed, threads, latent_channels, vae_figures, noise_offset, partial_captions
+        ),
     }
 
     def snapshot(step: int) -> None:
@@ -302,6 +307,8 @@ def pretrain(
     }
     if noise_offset:  # absent at 0, so states saved before the option existed still resume
         unet_settings["noise_offset"] = noise_offset
+    if partial_captions:
+        unet_settings["partial_captions"] = partial_captions
     trainer.train(
         steps["unet"], log=log, snapshot=snapshot, snapshot_every=snapshot_every,
         state_path=work / "unet-state.safetensors", settings=unet_settings,
