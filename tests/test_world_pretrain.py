@@ -193,8 +193,9 @@ def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
     assert SHIPPED_RECIPE["latent_channels"] == latent
     assert SHIPPED_RECIPE["noise_offset"] == manifest["training"].get("noise_offset", 0.0)
     assert SHIPPED_RECIPE["partial_captions"] == manifest["training"].get("partial_captions", 0.0)
-    assert f"--partial-captions {SHIPPED_RECIPE['partial_captions']:g}" in manifest["reproduce"] or not (
-        SHIPPED_RECIPE["partial_captions"]
+    assert (
+        f"--partial-captions {SHIPPED_RECIPE['partial_captions']:g}" in manifest["reproduce"]
+        or not (SHIPPED_RECIPE["partial_captions"])
     )
 
 

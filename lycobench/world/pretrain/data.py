@@ -56,6 +56,8 @@ class WorldData:
         if not self.partial:  # no extra draws: the caption stream of runs without partial captions
             return [caption(self.scenes[i], rng) for i in index]
         return [
-            partial_caption(self.scenes[i], rng) if rng.random() < self.partial else caption(self.scenes[i], rng)
+            partial_caption(self.scenes[i], rng)
+            if rng.random() < self.partial
+            else caption(self.scenes[i], rng)
             for i in index
         ]
