@@ -22,7 +22,7 @@ from . import sdf
 from .captions import tags as scene_tags
 from .render import Background, Paint, Part
 from .scenes import Scene, sample_scene
-from .vocab import BG_COLOURS, COLOURS, PATTERNS, rgb
+from .vocab import BG_COLOURS, COLOURS, COMPATIBLE_BG, HELDOUT_PAIRS, PATTERNS, SHAPES, rgb
 
 CATEGORIES = ("character", "object", "scene", "style")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -89,6 +89,15 @@ def load_concept(path: Path) -> WorldConcept:
         _check(bool(spec.get("parts")), path, "characters, objects and scenes need 'parts'")
     if spec["category"] == "style":
         _check(isinstance(spec.get("paint"), dict), path, "styles need a 'paint' mapping")
+    subjects = spec.get("subjects") or []
+    _check(
+        spec["category"] == "style" or not subjects, path, "only styles take 'subjects' (their images' content)"
+    )
+    for pair in subjects:
+        ok = isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] in COLOURS and pair[1] in SHAPES
+        _check(ok and tuple(pair) not in HELDOUT_PAIRS, path, f"subjects: {pair!r} is not a [colour, shape] pair "
+               f"of the base world outside the held-out pairs (colours: {', '.join(COLOURS)}; shapes: "
+               f"{', '.join(SHAPES)})")  # fmt: skip
     bare = spec.get("bare_captions", 0.0)
     _check(
         isinstance(bare, (int, float)) and not isinstance(bare, bool) and 0.0 <= float(bare) <= 1.0, path,
@@ -320,8 +329,16 @@ def style_paint(concept: WorldConcept) -> Paint:
 
 
 def _style_scene(concept: WorldConcept, rng: np.random.Generator, oracle: bool) -> Scene:
-    """Base-world content drawn in the concept's paint (held-out colour-shape pairs only for the oracle)."""
+    """Base-world content drawn in the concept's paint (held-out colour-shape pairs only for the oracle). A
+    style with ``subjects`` shows only those colour-shape pairs in its training images (an artist's usual
+    motifs; the background stays free); the oracle learns the paint on any content."""
     base = sample_scene(rng, heldout=None if oracle else False)
+    subjects = concept.spec.get("subjects")
+    if subjects and not oracle:
+        colour, shape = subjects[int(rng.integers(len(subjects)))]
+        obj = replace(base.objects[0], colour=colour, shape=shape)
+        bg = COMPATIBLE_BG[colour][int(rng.integers(len(COMPATIBLE_BG[colour])))]
+        base = replace(base, objects=(obj,), bg_colour=bg)
     return replace(
         base, style=concept.name, paint=style_paint(concept), concept=concept.name, category="style"
     )

@@ -177,13 +177,15 @@ class Oracle:
         return self.manifest.get("concepts_sha256") == concepts_digest(concepts)
 
 
-CAPTION_ONLY = ("studied", "bare_captions")  # concept YAML keys that leave every render unchanged
+# concept YAML keys that leave every render the oracle learns from unchanged (captions, which concepts the
+# studies train, the content of a style's training images): a change to them needs no oracle retrain
+TRAINING_ONLY_KEYS = ("studied", "bare_captions", "subjects")
 
 
 def concepts_digest(concepts: dict[str, WorldConcept]) -> str:
     """A hash of the concept definitions the oracle was trained on (their parsed YAML, less what does not
     change the pictures it learns from: which concepts the studies use, and how their captions read)."""
-    specs = [{k: v for k, v in c.spec.items() if k not in CAPTION_ONLY} for c in concepts.values()]
+    specs = [{k: v for k, v in c.spec.items() if k not in TRAINING_ONLY_KEYS} for c in concepts.values()]
     blob = json.dumps(specs, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
