@@ -10,7 +10,10 @@ from collections.abc import Iterator
 
 import torch
 
-MIN_GEMM_ROWS = 4  # below this many rows the CPU matrix multiply takes another kernel (see below)
+# below this many rows the CPU matrix multiply may take another kernel (see below): 4 on the machines this
+# was first measured on; up to 16 on an Intel Xeon with AVX-512, where the bound depends on the layer's
+# width (e.g. 2 rows for 32 -> 128, 11 for 256 -> 1024, 16 for 1280 -> 1280)
+MIN_GEMM_ROWS = 16
 MIN_CONV_BATCH = 2  # a oneDNN convolution of one image takes another path than a batch (see below)
 
 
@@ -28,8 +31,8 @@ def cpu_batch_invariance(pipe) -> Iterator[None]:
       works image by image (NNPACK, which that path uses from batch 16, is switched off);
     - convolution and GroupNorm take other kernels for channels-last inputs, which diffusers' VAE produces
       after its attention block: their inputs are made contiguous;
-    - a matrix multiply with fewer than 4 rows (a single image's time embedding under CFG: 2 rows) uses a
-      small-matrix kernel: such inputs are padded with zero rows to 4.
+    - a matrix multiply with few rows (the time embedding: one row per image, two under CFG) uses a
+      small-matrix kernel: such inputs are padded with zero rows to ``MIN_GEMM_ROWS``.
 
     Padding is dropped from the outputs. Measured on the tiny model: without this, batch 1 and batch 4
     differ by up to 3e-6 after the VAE; with it they are identical (tests/test_generate.py). Not used on

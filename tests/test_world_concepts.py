@@ -140,3 +140,32 @@ def test_studied_concepts_are_declared_one_per_category(tmp_path):
     bolt.write_text(bolt.read_text().replace("seed:", "studied: true\nseed:", 1))
     with pytest.raises(ValueError, match="exactly one concept per category.*character.*bolt, lumi"):
         studied_concepts(load_concepts(tmp_path))
+
+
+def test_style_subjects_fix_the_content_of_its_training_images_only(tmp_path):
+    from dataclasses import replace
+
+    from lycobench.world.concepts import concept_scene, load_concept
+    from lycobench.world.oracle import concepts_digest
+
+    def variant(name: str, **changes):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({**CONCEPTS["hatch"].spec, "name": name, **changes}), encoding="utf-8")
+        return path
+
+    motifs = load_concept(variant("motifs", subjects=[["green", "heart"], ["blue", "star"]]))
+    shown = {(s.objects[0].colour, s.objects[0].shape) for _, _, s in training_scenes(motifs)}
+    assert shown == {("green", "heart"), ("blue", "star")}
+    assert len({s.bg_colour for _, _, s in training_scenes(motifs)}) > 2  # backgrounds stay free
+    rng = np.random.default_rng(0)
+    oracle_pairs = {(s.objects[0].colour, s.objects[0].shape) for s in
+                    (concept_scene(motifs, None, rng, oracle=True) for _ in range(200))}  # fmt: skip
+    assert len(oracle_pairs) > 20  # the oracle still learns the paint on any content
+    digest = concepts_digest({"hatch": CONCEPTS["hatch"]})
+    assert concepts_digest({"hatch": replace(motifs, spec={**motifs.spec, "name": "hatch"})}) == digest
+    for bad in ([["green", "circle"]], [["teal", "heart"]], [["green"]]):  # held out, no colour, no pair
+        with pytest.raises(ValueError, match=r"subjects"):
+            load_concept(variant("bad", subjects=bad))
+    with pytest.raises(ValueError, match=r"only styles take 'subjects'"):
+        load_concept(variant("badcat", category="object", parts=CONCEPTS["bear"].spec["parts"],
+                             subjects=[["blue", "star"]]))  # fmt: skip

@@ -91,7 +91,9 @@ def load_concept(path: Path) -> WorldConcept:
         _check(isinstance(spec.get("paint"), dict), path, "styles need a 'paint' mapping")
     subjects = spec.get("subjects") or []
     _check(
-        spec["category"] == "style" or not subjects, path, "only styles take 'subjects' (their images' content)"
+        spec["category"] == "style" or not subjects,
+        path,
+        "only styles take 'subjects' (their images' content)",
     )
     for pair in subjects:
         ok = isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] in COLOURS and pair[1] in SHAPES
