@@ -370,7 +370,7 @@ def run_check(
         result["clip_retrieval_at_10"] = round(
             clip_retrieval_at_10(load_world_clip(), n=40 if fast else 500), 4
         )
-        knn = dino_knn(load_world_dino(), per_concept=3 if fast else 20)
+        knn = dino_knn(load_world_dino(), per_concept=3, queries=3) if fast else dino_knn(load_world_dino())
         result["dino_knn_accuracy"] = round(knn["accuracy"], 4)
         result["dino_knn_by_category"] = knn["by_category"]
     # the oracle decides every base and concept rate: its weights' hash is part of the experiment

@@ -9,6 +9,8 @@ Held-out renders come from seed streams that encoder training never uses.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from ..concepts import concept_scene, load_concepts
@@ -17,6 +19,9 @@ from .views import class_caption, encoder_data
 
 RETRIEVAL_SEED = 777_001
 GALLERY_SEED, QUERY_SEED = 777_002, 777_003
+# gallery images per concept (the measure's difficulty: a larger gallery makes the nearest neighbour an
+# easier guess) and queries per concept (its noise: at 20, a category moved by up to 0.2 between two draws)
+KNN_PER_CONCEPT, KNN_QUERIES = 20, 60
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -39,21 +44,23 @@ def clip_retrieval_at_10(clip, n: int = 500) -> float:
 
 
 def concept_renders(seed: int, per_concept: int) -> tuple[np.ndarray, list[str]]:
-    """``per_concept`` renders of every concept (leaves in turn), as its training images look."""
-    rng = np.random.default_rng(seed)
+    """``per_concept`` renders of every concept (leaves in turn), as its training images look. Each concept
+    draws from its own stream, so a change to one concept leaves the others' renders as they were."""
     scenes, names = [], []
     for c in load_concepts().values():
+        rng = np.random.default_rng([seed, zlib.crc32(c.name.encode())])
         for i in range(per_concept):
             scenes.append(concept_scene(c, c.leaves[i % len(c.leaves)], rng))
             names.append(c.name)
     return render_32(scenes), names
 
 
-def dino_knn(dino, per_concept: int = 20) -> dict:
-    """``accuracy`` over every query and ``by_category`` (the concepts' categories: each must be told
+def dino_knn(dino, per_concept: int = KNN_PER_CONCEPT, queries: int | None = KNN_QUERIES) -> dict:
+    """``per_concept`` gallery renders and ``queries`` query renders of every concept: ``accuracy`` over
+    every query and ``by_category`` (the concepts' categories: each must be told
     apart, not only the easiest)."""
     g_img, g_names = concept_renders(GALLERY_SEED, per_concept)
-    q_img, q_names = concept_renders(QUERY_SEED, per_concept)
+    q_img, q_names = concept_renders(QUERY_SEED, queries or per_concept)
     sim = _unit(dino.encode_images(q_img)) @ _unit(dino.encode_images(g_img)).T
     right = np.asarray([g_names[j] == name for j, name in zip(sim.argmax(1), q_names)])
     category = {c.name: c.category for c in load_concepts().values()}
@@ -62,5 +69,5 @@ def dino_knn(dino, per_concept: int = 20) -> dict:
     return {"accuracy": float(right.mean()), "by_category": by}
 
 
-def dino_knn_accuracy(dino, per_concept: int = 20) -> float:
+def dino_knn_accuracy(dino, per_concept: int = KNN_PER_CONCEPT) -> float:
     return dino_knn(dino, per_concept)["accuracy"]
