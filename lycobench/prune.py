@@ -17,7 +17,9 @@ from pathlib import Path
 from .store import RunDir, read_json, release, scan
 
 
-def prunable(root: Path, keep_types: set[str] | None, checkpoints_only: bool) -> dict[str, list[Path]]:
+def prunable(
+    sweep_dir: Path, root: Path, keep_types: set[str] | None, checkpoints_only: bool
+) -> dict[str, list[Path]]:
     """The files of a finished run that ``prune`` releases, by stage: its checkpoints and (unless
     ``checkpoints_only``) its own images except those the report's sheets show (of ``keep_types`` only,
     when given)."""
@@ -37,7 +39,6 @@ def prunable(root: Path, keep_types: set[str] | None, checkpoints_only: bool) ->
         if keep_types is None or ptype in keep_types:
             shown = set(shown_indices(g))
             keep |= set(g.loc[g["index"].isin(shown), "path"])
-    sweep_dir = root.parent.parent.parent
     own = images.loc[images["step"] > 0, "path"]
     out["generate"] = [sweep_dir / p for p in own if p not in keep and (sweep_dir / p).is_file()]
     return out
@@ -57,7 +58,7 @@ def prune_sweep(
             except BlockingIOError:
                 report["busy"] += 1
                 continue
-            files = prunable(root, keep_types, checkpoints_only)
+            files = prunable(sweep_dir, root, keep_types, checkpoints_only)
             n = sum(len(v) for v in files.values())
             if not n:
                 continue
