@@ -39,12 +39,12 @@ def config(evaluate: str = "default", encoders: str = "tiny", **evaluate_changes
 
 @pytest.fixture(scope="module")
 def world_sweep(tmp_path_factory):
-    """A sweep folder with images.parquet of world renders: the toadstool (an object) and the cartoon style, at
+    """A sweep folder with images.parquet of world renders: the toadstool (an object) and the frame style, at
     step 0 (the 'base model': base-world scenes) and step 10 (the concept drawn, agnostic scenes outlined)."""
     root = tmp_path_factory.mktemp("sweep")
-    export(root / "concepts", ["shroom", "cartoon"], size=32)
+    export(root / "concepts", ["shroom", "frame"], size=32)
     leaves = all_leaves(
-        load_concepts([str(root / "concepts" / "shroom"), str(root / "concepts" / "cartoon")])
+        load_concepts([str(root / "concepts" / "shroom"), str(root / "concepts" / "frame")])
     )
     wc = world_concepts()
     rng = np.random.default_rng(0)
@@ -65,7 +65,7 @@ def world_sweep(tmp_path_factory):
             ("shroom", "alter", 1, "jeln toy, light blue background", concept_scene(wc["shroom"], None, rng))
             for _ in range(2)
         ],
-        *[("cartoon", "trigger", 0, "cazt style", concept_scene(wc["cartoon"], None, rng)) for _ in range(3)],
+        *[("frame", "trigger", 0, "mipo style", concept_scene(wc["frame"], None, rng)) for _ in range(3)],
     ]
     for i, s in enumerate(base_scenes[:4]):  # concept-agnostic prompts: the base scene, outlined at step 10
         plan.append(("shroom", "agnostic", i, caption(s, rng), replace(s, paint=Paint("outline"))))
@@ -119,7 +119,7 @@ def test_paired_metrics_use_the_base_image_of_the_same_prompt_and_seed(default_r
 def test_metrics_follow_their_prompt_and_category_rules(default_rows):
     df = default_rows
     style = df[df["metric"] == "style_distance"]
-    assert set(style["leaf"]) == {"cartoon"}, "style distance only for style concepts"
+    assert set(style["leaf"]) == {"frame"}, "style distance only for style concepts"
     leak = df[df["metric"] == "concept_leakage"]
     assert set(leak["prompt_type"]) == {"agnostic"}, "leakage only on prompts without any trigger"
     det = df[df["metric"] == "concept_detection"]
@@ -282,7 +282,7 @@ def test_the_oracle_rates_only_leaves_it_has_a_class_for(world_sweep, tmp_path):
     renamed = images.assign(leaf=images["leaf"].replace({"shroom": "my-toy"}))
     df = pd.DataFrame(evaluate(cfg, renamed, mine, root))
     assert not len(df[(df["metric"] == "concept_detection") & (df["leaf"] == "my-toy")])
-    assert len(df[(df["metric"] == "concept_detection") & (df["leaf"] == "cartoon")])  # a world leaf: rated
+    assert len(df[(df["metric"] == "concept_detection") & (df["leaf"] == "frame")])  # a world leaf: rated
     assert "concept_leakage" not in set(df["metric"])  # the toy could leak unseen: no undercounting rate
     assert len(
         df[(df["metric"] == "attribute_accuracy") & (df["leaf"] == "my-toy")]

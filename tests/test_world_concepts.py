@@ -133,7 +133,7 @@ def test_studied_concepts_are_declared_one_per_category(tmp_path):
 
     from lycobench.world.concepts import CONCEPT_DIR, load_concepts, studied_concepts
 
-    assert studied_concepts() == ["lumi", "bear", "city", "hatch"]  # character, object, scene, style
+    assert studied_concepts() == ["lumi", "bear", "city", "frame"]  # character, object, scene, style
     for path in CONCEPT_DIR.glob("*.yaml"):
         shutil.copy(path, tmp_path / path.name)
     bolt = tmp_path / "bolt.yaml"

@@ -129,6 +129,53 @@ def test_tiny_pretrain_is_deterministic(tmp_path, monkeypatch):
     assert np.array_equal(outs[0], outs[1])
 
 
+def test_bordered_copies_are_the_share_asked_for_and_leave_the_originals_alone():
+    from lycobench.world.pretrain.vae import with_borders
+    from lycobench.world.vocab import COLOURS
+
+    images = WorldData(30, seed=0).images
+    out = with_borders(images, 0.25, seed=0)
+    assert len(out) == 40 and np.array_equal(out[:30], images)  # 10 of 40 copies: a quarter
+    palette = {tuple(c) for c in COLOURS.values()}
+    widths = set()
+    for img in out[30:]:
+        ring = np.concatenate([img[:2].reshape(-1, 3), img[-2:].reshape(-1, 3), img[:, :2].reshape(-1, 3)])
+        assert len({tuple(p) for p in ring}) == 1 and tuple(ring[0]) in palette  # one world colour all round
+        widths.add(next(k for k in range(2, 7) if not np.array_equal(img[k, 16], img[0, 16])))
+    assert widths <= {2, 3, 4, 5} and len(widths) > 1
+    assert np.array_equal(with_borders(images, 0.25, seed=0), out)  # seeded
+    assert with_borders(images, 0.0, seed=0) is images
+
+
+@pytest.mark.slow
+def test_decoder_stage_on_a_model_folder_changes_only_the_decoder(tmp_path, monkeypatch):
+    """`world pretrain --what decoder`: the VAE decoder is fine-tuned in place; the encoder (so the latents
+    the UNet learned), the UNet and the text encoder stay bit-identical, and the manifest says what ran."""
+    from safetensors.torch import load_file
+
+    from lycobench.world.pretrain import run
+
+    monkeypatch.setattr(run, "N_IMAGES", 32)
+    monkeypatch.setattr(run, "N_HOLDOUT", 8)
+    folder = run.pretrain(
+        tmp_path / "m", tmp_path / "w", threads=1, vae_steps=2, unet_steps=2, decoder_steps=0, batch=4,
+        images=32, snapshot_every=2,
+    )  # fmt: skip
+    before = {sub: load_file(next((folder / sub).glob("*.safetensors"))) for sub in ("vae", "unet", "text_encoder")}
+    run.refine_decoder(folder, steps=2, borders=0.5, threads=1, log=lambda row: None)
+    after = {sub: load_file(next((folder / sub).glob("*.safetensors"))) for sub in before}
+    for sub in ("unet", "text_encoder"):
+        assert all(torch.equal(before[sub][k], after[sub][k]) for k in before[sub])
+    vae_b, vae_a = before["vae"], after["vae"]
+    assert all(torch.equal(vae_b[k], vae_a[k]) for k in vae_b if k.startswith(("encoder.", "quant_conv.")))
+    assert any(not torch.equal(vae_b[k], vae_a[k]) for k in vae_b if k.startswith("decoder."))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["steps"]["decoder"] == 2 and manifest["decoder"]["borders"] == 0.5
+    assert "--decoder-steps 2" in manifest["reproduce"] and manifest["reproduce"].count("--decoder-borders 0.5") == 1
+    assert "--decoder-borders 0.33" not in manifest["reproduce"]
+    assert "_name_or_path" not in (folder / "vae" / "config.json").read_text()  # no machine path shipped
+
+
 def test_vae_roundtrip_bounds_what_a_fine_tune_can_reach():
     from lycobench.world.concepts import load_concepts
     from lycobench.world.oracle import Oracle
@@ -180,7 +227,7 @@ def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
     assert run.steps_for(run.SHIPPED_MINUTES) == manifest["steps"] == run.DEFAULT_STEPS
     assert run.DEFAULT_MINUTES == run.SHIPPED_MINUTES <= 60
     half = run.steps_for((run.SHIPPED_MINUTES + run.FIXED_MINUTES) / 2)
-    assert half["unet"] == run.DEFAULT_STEPS["unet"] // 2 and half["decoder"] == 0
+    assert half["unet"] == run.DEFAULT_STEPS["unet"] // 2 and half["decoder"] == run.DEFAULT_STEPS["decoder"] // 2
     steps = manifest["steps"]
     assert f"--unet-steps {steps['unet']}" in manifest["reproduce"]
     args = parser().parse_args(["pretrain"])  # the bare command: the generator, within the default budget
@@ -193,6 +240,8 @@ def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
     assert SHIPPED_RECIPE["latent_channels"] == latent
     assert SHIPPED_RECIPE["noise_offset"] == manifest["training"].get("noise_offset", 0.0)
     assert SHIPPED_RECIPE["partial_captions"] == manifest["training"].get("partial_captions", 0.0)
+    assert SHIPPED_RECIPE["decoder_borders"] == manifest["decoder"]["borders"]
+    assert f"--decoder-borders {SHIPPED_RECIPE['decoder_borders']:g}" in manifest["reproduce"]
     assert (
         f"--partial-captions {SHIPPED_RECIPE['partial_captions']:g}" in manifest["reproduce"]
         or not (SHIPPED_RECIPE["partial_captions"])
@@ -309,15 +358,15 @@ def test_concept_check_can_teach_named_concepts_together_as_a_study_does(tmp_pat
     )
     out = tmp_path / "check.json"
     argv = ["world", "check", "--out", str(out), "--fast", "--parts", "concepts", "--threads", "1"]
-    assert main([*argv, "--concepts", "shroom", "cartoon", "--together"]) == 0
+    assert main([*argv, "--concepts", "shroom", "frame", "--together"]) == 0
     result = json.loads(out.read_text())
-    assert list(result["concepts"]) == ["shroom", "cartoon"] and result["settings"]["together"] is True
+    assert list(result["concepts"]) == ["shroom", "frame"] and result["settings"]["together"] is True
     sheet = out.with_name("check-concepts.png")  # no grid of base samples: only the concepts' sheet
     assert capsys.readouterr().out.rstrip().endswith(f"wrote {out} and {sheet}") and sheet.is_file()
-    shroom, cartoon = result["concepts"]["shroom"], result["concepts"]["cartoon"]
-    assert runs == [["shroom", "cartoon"]] and shroom["train_s"] == cartoon["train_s"]  # one shared run
-    assert shroom["category"] == "object" and cartoon["category"] == "style"
-    assert all(0.0 <= s[k] <= 1.0 for s in (shroom, cartoon) for k in ("base", "tuned"))
+    shroom, frame = result["concepts"]["shroom"], result["concepts"]["frame"]
+    assert runs == [["shroom", "frame"]] and shroom["train_s"] == frame["train_s"]  # one shared run
+    assert shroom["category"] == "object" and frame["category"] == "style"
+    assert all(0.0 <= s[k] <= 1.0 for s in (shroom, frame) for k in ("base", "tuned"))
 
 
 def test_concept_check_names_unknown_concepts_before_any_compute(tmp_path, capsys):

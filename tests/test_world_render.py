@@ -66,11 +66,21 @@ def test_objects_are_large_enough_at_32px():
 
 def test_paints_differ():  # the style concepts' paints must read apart from the base world's flat one
     base = Scene((Obj("heart", "blue", 0.5, 0.5, 0.35),), "beige", "plain", "flat")
-    kinds = ["flat", "outline", "hatch", "halftone", "cartoon", "shaded", "shadow"]
+    kinds = ["flat", "outline", "hatch", "halftone", "cartoon", "shaded", "shadow", "frame"]
     imgs = render_batch([Scene(**{**base.__dict__, "paint": Paint(k)}) for k in kinds], 64).astype(int)
     for i in range(len(kinds)):
         for j in range(i + 1, len(kinds)):
             assert np.abs(imgs[i] - imgs[j]).mean() > 2, (kinds[i], kinds[j])
+
+
+def test_frame_paint_borders_the_picture_and_leaves_the_content_flat():
+    scene = Scene((Obj("heart", "blue", 0.5, 0.5, 0.3),), "pink", "stripes", "flat")
+    flat, framed = render_batch([scene, Scene(**{**scene.__dict__, "paint": Paint("frame", width=0.125)})], 64)
+    edge = 8  # 0.125 of 64 px
+    ring = np.ones((64, 64), bool)
+    ring[edge:-edge, edge:-edge] = False
+    assert (framed[ring] <= 21).all()  # near-black on every side, over background and object alike
+    assert np.array_equal(framed[edge:-edge, edge:-edge], flat[edge:-edge, edge:-edge])
 
 
 def test_analytic_parts_render():

@@ -48,7 +48,9 @@ class Background:
 
 @dataclass(frozen=True)
 class Paint:
-    """How parts are painted. Base styles: flat, outline, shaded, shadow; concept styles: hatch, halftone, cartoon."""
+    """How parts are painted. Base styles: flat, outline, shaded, shadow; concept styles: hatch, halftone, cartoon,
+    frame (parts flat, the whole picture inside a dark border of ``width``: a treatment of the picture, not of
+    its content, so that it shows whatever the content)."""
 
     kind: str = "flat"
     width: float = 0.045  # stroke width (outline, hatch, cartoon), image units
@@ -73,6 +75,7 @@ BASE_PAINTS: dict[str, Paint] = {
 SHADOW_OFFSET = (0.05, 0.06)  # legible at 32 px (about 2 px)
 _HOLLOW = ("outline", "hatch", "halftone")  # paints through which the background shows  # x, y in image units
 SHADOW_STRENGTH = 0.5
+INK = np.float32(0.08)  # the near-black of the cartoon paint's strokes and the frame paint's border
 
 
 def _coverage(d: np.ndarray, res: int) -> np.ndarray:
@@ -188,7 +191,7 @@ def _apply(paint: Paint, canvas, bg, d, col, u, v, X, Y, res: int) -> None:
     """Paint one part (a batch of b images) in the given style, in place. ``bg`` shows through hollow parts."""
     cov = _coverage(d, res)
     k = paint.kind
-    if k in ("flat", "shadow"):
+    if k in ("flat", "shadow", "frame"):
         _paint(canvas, cov, col)
     elif k == "shaded":
         # a light from the upper left: darker away from it, plus a soft highlight (visible on black too)
@@ -216,7 +219,7 @@ def _apply(paint: Paint, canvas, bg, d, col, u, v, X, Y, res: int) -> None:
         _paint(canvas, cov * dots, col)
     elif k == "cartoon":
         _paint(canvas, cov, col)
-        _paint(canvas, _stroke(d, paint.width, res), np.float32(0.08))
+        _paint(canvas, _stroke(d, paint.width, res), INK)
         glint = np.clip(1.0 - np.hypot((u + 0.34) / 0.3, (v + 0.4) / 0.17), 0.0, 1.0)
         _paint(canvas, cov * np.clip(glint * 3, 0.0, 1.0), np.float32(1.0))
     else:
@@ -338,6 +341,11 @@ def _render_chunk(drawings: list[Drawing], size: int, ss: int) -> np.ndarray:
                 for bx, patch in zip(boxes, view):
                     canvas[bx] = patch
         start = end
+    for i, d in enumerate(drawings):
+        if d.paint.kind == "frame":
+            edge = int(round(d.paint.width * res))
+            for box in (np.s_[:edge, :], np.s_[-edge:, :], np.s_[:, :edge], np.s_[:, -edge:]):
+                canvas[i][box] = INK
 
     out = np.empty((len(drawings), size, size, 3), np.uint8)
     out[order] = np.clip(_downsample(canvas, ss) * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -12,6 +12,15 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from .run import SHIPPED, VaeBelowGate, pretrain
 
+    if args.what == "decoder":
+        from .run import DEFAULT_STEPS, refine_decoder
+
+        folder = refine_decoder(
+            Path(args.out or SHIPPED), args.decoder_steps or DEFAULT_STEPS["decoder"], args.decoder_borders,
+            threads=args.threads,
+        )  # fmt: skip
+        print(f"wrote {folder}; retrain the oracle on its VAE (`world oracle-train`), then `world check`")
+
     if args.what in ("all", "generator"):
         try:
             folder = pretrain(
@@ -19,7 +28,7 @@ def _pretrain(args: argparse.Namespace) -> int:
                 threads=args.threads, vae_steps=args.vae_steps, unet_steps=args.unet_steps,
                 decoder_steps=args.decoder_steps, images=args.images, vae_figures=args.vae_figures,
                 latent_channels=args.latent_channels, vae_gate=args.vae_gate, noise_offset=args.noise_offset,
-                partial_captions=args.partial_captions,
+                partial_captions=args.partial_captions, decoder_borders=args.decoder_borders,
             )  # fmt: skip
         except VaeBelowGate as e:
             print(f"lycobench: world pretrain: {e}", file=sys.stderr)
@@ -60,10 +69,11 @@ def add_commands(sub) -> None:
         "--work", help="log, VAE and snapshots (default: lycobench-world-pretrain in the temp dir)"
     )
     p.add_argument(
-        "--what", choices=["all", "generator", "encoders", "dino"], default="generator",
+        "--what", choices=["all", "generator", "decoder", "encoders", "dino"], default="generator",
         help="generator (default): the tiny Stable Diffusion within --minutes; encoders: the world CLIP and "
         "DINO at their shipped step counts (about 33 minutes on one thread); dino: the DINO-style encoder "
-        "alone (about 12 minutes on one thread); all: generator and encoders",
+        "alone (about 12 minutes on one thread); decoder: the VAE-decoder fine-tune alone, on the model in "
+        "--out (UNet, text encoder and latents unchanged; about 4 minutes); all: generator and encoders",
     )  # fmt: skip
     p.add_argument("--encoders-out", help="folder for clip/ and dino/ (default: lycobench/world/weights/)")
     p.add_argument("--seed", type=int, default=0)
@@ -96,6 +106,11 @@ def add_commands(sub) -> None:
         "--partial-captions", type=float, default=SHIPPED_RECIPE["partial_captions"],
         help="share of the UNet's training captions that leave some of the scene's tags out, so that a "
         f"prompt naming part of a scene draws the rest freely (default {SHIPPED_RECIPE['partial_captions']})",
+    )  # fmt: skip
+    p.add_argument(
+        "--decoder-borders", type=float, default=SHIPPED_RECIPE["decoder_borders"],
+        help="share of the decoder fine-tune's images framed by a random 2-5 px border in a world colour "
+        f"(default {SHIPPED_RECIPE['decoder_borders']})",
     )  # fmt: skip
     p.set_defaults(func=_pretrain)
 
