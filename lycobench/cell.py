@@ -102,6 +102,7 @@ class Cell:
     def __init__(self, cfg: DictConfig, sweep_dir: Path, concepts: list | None = None):
         """``concepts``: the loaded (validated) ``cfg.concepts``, when the caller has them already."""
         from .data import all_leaves, load_concepts
+        from .image_policy import IMAGE_POLICY
         from .metric_encoders import encoders_identity
         from .metrics import definitions
         from .models import model_identity
@@ -125,6 +126,7 @@ class Cell:
                 "train": numerics_identity(c(cfg.train), "train"),
                 "seed": int(cfg.seed),
                 "data": data_fingerprint(self.concepts),
+                "image_policy": IMAGE_POLICY,  # how the training images were read
                 "versions": versions(),
                 **external_adapter_key(cfg),
             }
@@ -134,7 +136,9 @@ class Cell:
                 "train": train_key,
                 "generate": numerics_identity(c(g), "generate"),
                 "plan": [p.__dict__ for p in self.plan],
-                "templates": self.templates,
+                # the plan holds every prompt and expectation; a template file's version, not its bytes,
+                # so that editing a comment regenerates nothing
+                "templates": {src: t["version"] for src, t in self.templates.items()},
             }
         )
         eval_key = content_key(

@@ -89,6 +89,8 @@ def numerics_identity(section: dict, stage: str) -> dict:
     and the GPU's name are part of the key (half precision and compiled kernels change the bits)."""
     out = {k: v for k, v in section.items() if k not in ACCEL_KEYS or (stage == "generate" and k == "device")}
     device = resolve_device(section.get("device"), f"{stage}.device")
+    if stage == "generate" and not device.startswith("cuda") and section.get("cpu_batch_invariant"):
+        out.pop("batch_size", None)  # CPU images are the same bits whatever batch they are drawn in
     if device.startswith("cuda"):
         out["numerics"] = {
             "gpu": torch.cuda.get_device_name(torch.device(device)),

@@ -341,15 +341,14 @@ def _train(cfg, concepts, checkpoint_path, log_path, cache_dir, model_key, progr
             grad_norm = torch.nn.utils.clip_grad_norm_(params, float(tcfg.max_grad_norm))
             if not torch.isfinite(grad_norm) and not scaler.is_enabled():
                 raise diverged(f"gradient norm is {grad_norm.item()}", epoch)
+            lr = opt.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it on below)
             scaler.step(opt)  # with fp16 loss scaling, an overflowing step is skipped and the scale lowered
             scaler.update()
             sched.step()
             step += 1
             seconds = time.perf_counter() - t0
             cpu = time.process_time() - cpu0
-            log_rows.append(
-                (step, epoch, loss.item(), opt.param_groups[0]["lr"], seconds, step / seconds, cpu)
-            )
+            log_rows.append((step, epoch, loss.item(), lr, seconds, step / seconds, cpu))
             if progress is not None:
                 progress(step, total_steps)
         if epoch in ckpt_epochs:

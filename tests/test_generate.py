@@ -280,3 +280,42 @@ def test_a_changed_metric_definition_redoes_evaluation_only(tmp_path, config, mo
     after = Cell(config(tmp_path), tmp_path / "s").keys
     assert after["train"] == before["train"] and after["generate"] == before["generate"]
     assert after["evaluate"] != before["evaluate"]
+
+
+def test_what_each_key_holds_and_leaves_out(tmp_path, config, monkeypatch):
+    """A result is redone when what made it changed, and only then: the image policy is part of training;
+    a template file enters generation by its version and prompts, not its bytes (a comment edit redoes
+    nothing); on the CPU the batch size changes no image; the oracle's class names are part of it."""
+    import shutil
+
+    from lycobench import image_policy
+    from lycobench.cell import Cell
+    from lycobench.config import PROJECT_ROOT, PROMPTS_DIR
+
+    prompts, oracle = tmp_path / "prompts", tmp_path / "oracle.safetensors"
+    shutil.copytree(PROMPTS_DIR / "world", prompts)
+    weights = PROJECT_ROOT / "lycobench/world/weights/oracle"
+    shutil.copy(weights.with_suffix(".safetensors"), oracle)
+    shutil.copy(weights.with_suffix(".json"), oracle.with_suffix(".json"))
+    sets = ("encoders=world", f"encoders.oracle.path={oracle}", f"generate.templates={prompts}",
+            "generate.prompt_types=[train,trigger,alter]", "generate.images_per_type.alter=2")  # fmt: skip
+    keys = lambda *extra: Cell(config(tmp_path, *sets, *extra), tmp_path / "s").keys  # noqa: E731
+    before = keys()
+    files = {f: f.read_text() for f in sorted((prompts / "alter").glob("*.txt"))}
+    for f, text in files.items():
+        f.write_text(text + "# a comment\n")
+    assert keys() == before
+    assert keys("generate.batch_size=1") == before  # CPU: batch-invariant images
+    monkeypatch.setattr(image_policy, "IMAGE_POLICY", image_policy.IMAGE_POLICY + "; changed")
+    assert keys()["train"] != before["train"]
+    monkeypatch.undo()
+    for f, text in files.items():
+        f.write_text(text.replace("# version:", "# version: 99", 1))
+    changed = keys()
+    assert changed["train"] == before["train"] and changed["generate"] != before["generate"]
+    for f, text in files.items():
+        f.write_text(text)
+    classes = json.loads(oracle.with_suffix(".json").read_text())
+    oracle.with_suffix(".json").write_text(json.dumps({**classes, "extra": 1}))
+    changed = keys()
+    assert changed["generate"] == before["generate"] and changed["evaluate"] != before["evaluate"]

@@ -55,6 +55,9 @@ def encoders_identity(encoders_cfg: DictConfig | dict) -> dict:
         path = resolve_path(node.get("path"))
         found = path is not None and path.exists()
         out[role] = {**node, "weights": weights_identity(path) if found else None}
+        sidecar = path.with_suffix(".json") if found and node["kind"] in ("oracle", "oracle_taps") else None
+        if sidecar is not None and sidecar.is_file():  # the oracle's class names: part of what it reads
+            out[role]["classes"] = weights_identity(sidecar)
     return out
 
 
