@@ -43,9 +43,7 @@ def world_sweep(tmp_path_factory):
     step 0 (the 'base model': base-world scenes) and step 10 (the concept drawn, agnostic scenes outlined)."""
     root = tmp_path_factory.mktemp("sweep")
     export(root / "concepts", ["shroom", "frame"], size=32)
-    leaves = all_leaves(
-        load_concepts([str(root / "concepts" / "shroom"), str(root / "concepts" / "frame")])
-    )
+    leaves = all_leaves(load_concepts([str(root / "concepts" / "shroom"), str(root / "concepts" / "frame")]))
     wc = world_concepts()
     rng = np.random.default_rng(0)
     base_scenes = sample_scenes(64, 1)

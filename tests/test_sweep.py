@@ -64,7 +64,9 @@ def test_on_disk_contract(failed_then_resumed):
     log = pd.read_csv(run / "train_log.csv")
     assert list(log["step"]) == list(range(1, len(log) + 1)) and log["loss"].gt(0).all()
     # the lr each step used: the smoke recipe's 2 warm-up steps run at 1/2 and 2/2 of it, then it stays
-    assert log["lr"].iloc[0] == pytest.approx(log["lr"].iloc[-1] / 2) and log["lr"].iloc[1] == log["lr"].iloc[-1]
+    assert (
+        log["lr"].iloc[0] == pytest.approx(log["lr"].iloc[-1] / 2) and log["lr"].iloc[1] == log["lr"].iloc[-1]
+    )
     ends = log.groupby("epoch")[
         "step"
     ].max()  # checkpoints at the ends of epochs 2 and 4 (conf/train/smoke.yaml)

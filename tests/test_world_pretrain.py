@@ -161,7 +161,9 @@ def test_decoder_stage_on_a_model_folder_changes_only_the_decoder(tmp_path, monk
         tmp_path / "m", tmp_path / "w", threads=1, vae_steps=2, unet_steps=2, decoder_steps=0, batch=4,
         images=32, snapshot_every=2,
     )  # fmt: skip
-    before = {sub: load_file(next((folder / sub).glob("*.safetensors"))) for sub in ("vae", "unet", "text_encoder")}
+    before = {
+        sub: load_file(next((folder / sub).glob("*.safetensors"))) for sub in ("vae", "unet", "text_encoder")
+    }
     run.refine_decoder(folder, steps=2, borders=0.5, threads=1, log=lambda row: None)
     after = {sub: load_file(next((folder / sub).glob("*.safetensors"))) for sub in before}
     for sub in ("unet", "text_encoder"):
@@ -171,7 +173,10 @@ def test_decoder_stage_on_a_model_folder_changes_only_the_decoder(tmp_path, monk
     assert any(not torch.equal(vae_b[k], vae_a[k]) for k in vae_b if k.startswith("decoder."))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["steps"]["decoder"] == 2 and manifest["decoder"]["borders"] == 0.5
-    assert "--decoder-steps 2" in manifest["reproduce"] and manifest["reproduce"].count("--decoder-borders 0.5") == 1
+    assert (
+        "--decoder-steps 2" in manifest["reproduce"]
+        and manifest["reproduce"].count("--decoder-borders 0.5") == 1
+    )
     assert "--decoder-borders 0.33" not in manifest["reproduce"]
     assert "_name_or_path" not in (folder / "vae" / "config.json").read_text()  # no machine path shipped
 
@@ -227,7 +232,10 @@ def test_pretrain_defaults_are_the_shipped_models_recipe_within_an_hour():
     assert run.steps_for(run.SHIPPED_MINUTES) == manifest["steps"] == run.DEFAULT_STEPS
     assert run.DEFAULT_MINUTES == run.SHIPPED_MINUTES <= 60
     half = run.steps_for((run.SHIPPED_MINUTES + run.FIXED_MINUTES) / 2)
-    assert half["unet"] == run.DEFAULT_STEPS["unet"] // 2 and half["decoder"] == run.DEFAULT_STEPS["decoder"] // 2
+    assert (
+        half["unet"] == run.DEFAULT_STEPS["unet"] // 2
+        and half["decoder"] == run.DEFAULT_STEPS["decoder"] // 2
+    )
     steps = manifest["steps"]
     assert f"--unet-steps {steps['unet']}" in manifest["reproduce"]
     args = parser().parse_args(["pretrain"])  # the bare command: the generator, within the default budget

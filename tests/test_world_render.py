@@ -75,7 +75,9 @@ def test_paints_differ():  # the style concepts' paints must read apart from the
 
 def test_frame_paint_borders_the_picture_and_leaves_the_content_flat():
     scene = Scene((Obj("heart", "blue", 0.5, 0.5, 0.3),), "pink", "stripes", "flat")
-    flat, framed = render_batch([scene, Scene(**{**scene.__dict__, "paint": Paint("frame", width=0.125)})], 64)
+    flat, framed = render_batch(
+        [scene, Scene(**{**scene.__dict__, "paint": Paint("frame", width=0.125)})], 64
+    )
     edge = 8  # 0.125 of 64 px
     ring = np.ones((64, 64), bool)
     ring[edge:-edge, edge:-edge] = False

@@ -90,7 +90,13 @@ def save_folder(pipe, folder: Path, manifest: dict) -> Path:
 
 
 def reproduce_command(
-    steps: dict, seed: int, threads: int, channels: int, figures: float, offset: float, partial: float = 0.0,
+    steps: dict,
+    seed: int,
+    threads: int,
+    channels: int,
+    figures: float,
+    offset: float,
+    partial: float = 0.0,
     borders: float = 0.0,
 ) -> str:
     """The command that retrains these weights (step counts spelled out: they define the run)."""
@@ -115,7 +121,10 @@ def decoder_stage(vae, images, holdout, steps: int, seed: int, borders: float, m
 
 
 def refine_decoder(
-    folder: Path, steps: int, borders: float = SHIPPED_RECIPE["decoder_borders"], threads: int = 1,
+    folder: Path,
+    steps: int,
+    borders: float = SHIPPED_RECIPE["decoder_borders"],
+    threads: int = 1,
     log=print,
 ) -> Path:
     """``world pretrain --what decoder``: the decoder stage alone on an existing model folder (its UNet and
@@ -138,7 +147,11 @@ def refine_decoder(
         pipe.vae, WorldData(n, seed).images, WorldData(N_HOLDOUT, seed + 1_000_003).images, steps, seed,
         borders, manifest, lambda row: log(json.dumps(row)),
     )  # fmt: skip
-    manifest["decoder"] |= {"threads": threads, "wall_s": round(time.time() - t0), "applied_to": "fp16 weights"}
+    manifest["decoder"] |= {
+        "threads": threads,
+        "wall_s": round(time.time() - t0),
+        "applied_to": "fp16 weights",
+    }
     manifest["threads"]["decoder"] = threads
     command = re.sub(r" --decoder-borders \S+", "", manifest["reproduce"])
     command = re.sub(r"--decoder-steps \d+", f"--decoder-steps {steps}", command)
@@ -340,7 +353,14 @@ def pretrain(
         },
         "quality": None,
         "reproduce": reproduce_command(
-            steps, seed, threads, latent_channels, vae_figures, noise_offset, partial_captions, decoder_borders
+            steps,
+            seed,
+            threads,
+            latent_channels,
+            vae_figures,
+            noise_offset,
+            partial_captions,
+            decoder_borders,
         ),
     }
 
@@ -368,7 +388,9 @@ def pretrain(
         state_path=work / "unet-state.safetensors", settings=unet_settings,
     )  # fmt: skip
     if steps["decoder"]:
-        vae = decoder_stage(vae, codec_images(), holdout, steps["decoder"], seed, decoder_borders, manifest, log)
+        vae = decoder_stage(
+            vae, codec_images(), holdout, steps["decoder"], seed, decoder_borders, manifest, log
+        )
     manifest["wall_s"] = round(time.time() - t_start)
     save_folder(assemble_pipeline(vae, trainer.te_ema, trainer.unet_ema), out, manifest)
     log({"stage": "done", "folder": str(out), "minutes": (time.time() - t_start) / 60})
