@@ -1,6 +1,6 @@
 """Stable Diffusion 1.5's pipeline parts that every model of lycobench shares: the DDIM schedule, the CLIP
-text ids, and the assembly of a ``StableDiffusionPipeline`` from its models (the tiny test model, the
-embedded world's pretraining). A ground module: the world's pretraining and ``models`` both build on it."""
+text ids, the assembly of a ``StableDiffusionPipeline`` from its models (the tiny test model, the
+embedded world's pretraining), and the loading of a saved one. A ground module: the world's pretraining and ``models`` both build on it."""
 
 from __future__ import annotations
 
@@ -35,3 +35,16 @@ def assemble_pipeline(vae, text_encoder, unet):
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def load_pipeline(folder):
+    """A saved diffusers folder as a float32 ``StableDiffusionPipeline``, offline, progress bar off."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(folder), safety_checker=None, requires_safety_checker=False, local_files_only=True,
+        torch_dtype=torch.float32,
+    )  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

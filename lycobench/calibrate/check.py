@@ -50,14 +50,9 @@ def shown_path(folder: Path | None) -> str | None:
 
 
 def load_pipe(folder: Path):
-    from diffusers import StableDiffusionPipeline
+    from ..sd_pipeline import load_pipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(folder), safety_checker=None, requires_safety_checker=False, local_files_only=True,
-        torch_dtype=torch.float32,
-    )  # fmt: skip
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return load_pipeline(folder)
 
 
 @torch.no_grad()

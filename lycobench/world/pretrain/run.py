@@ -26,9 +26,9 @@ from .. import vocab
 from . import SHIPPED_RECIPE
 
 SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "base"
-# The shipped model's step counts (world v2: a decoder fine-tune with borders), and what a step of each stage costs on 2
-# free threads (docs/world-model.md): rendering the data, the concepts' round trip and the latents take
-# FIXED_MINUTES at any budget; the training stages scale with their step counts.
+# The shipped model's step counts (world v2: then a decoder fine-tune with borders), and what a step of each
+# stage costs on 2 free threads (docs/world-model.md): rendering the data, the concepts' round trip and the
+# latents take FIXED_MINUTES at any budget; the training stages scale with their step counts.
 DEFAULT_STEPS = {"vae": 800, "unet": 4500, "decoder": 400}
 SECONDS_PER_STEP = {"vae": 0.6, "unet": 0.5, "decoder": 0.4}
 FIXED_MINUTES = 4
@@ -129,8 +129,7 @@ def refine_decoder(
 ) -> Path:
     """``world pretrain --what decoder``: the decoder stage alone on an existing model folder (its UNet and
     text encoder untouched), with the base scenes and seed its manifest records; rewrites the folder."""
-    from diffusers import StableDiffusionPipeline
-
+    from ...sd_pipeline import load_pipeline
     from .data import WorldData
 
     torch.set_num_threads(threads)
@@ -138,10 +137,7 @@ def refine_decoder(
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     seed, n = manifest["seed"], manifest["data"]["images"]
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(folder), safety_checker=None, requires_safety_checker=False, local_files_only=True,
-        torch_dtype=torch.float32,
-    )  # fmt: skip
+    pipe = load_pipeline(folder)
     t0 = time.time()
     vae = decoder_stage(
         pipe.vae, WorldData(n, seed).images, WorldData(N_HOLDOUT, seed + 1_000_003).images, steps, seed,
