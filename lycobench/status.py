@@ -35,7 +35,9 @@ def classify_unfinished(entry: dict) -> str:
     return "interrupted"
 
 
-def summarize(sweep_dir: Path) -> dict:
+def summarize(sweep_dir: Path, check_settings: bool = False) -> dict:
+    """``check_settings``: also compare each finished run's stage keys with what the sweep's configuration
+    gives today (``mark_stale``): composes the sweep, loads no model."""
     from .store import scan
 
     finished, unfinished = scan(sweep_dir)
@@ -63,8 +65,12 @@ def summarize(sweep_dir: Path) -> dict:
             }
         )
     with_slurm_jobs(sweep_dir, rows)
-    done_secs = [r["seconds"] for r in rows if r["state"] == "done" and r["seconds"]]
-    left = sum(1 for r in rows if r["state"] in ("pending", "queued", "interrupted", "running", "running?"))
+    if check_settings:
+        mark_stale(sweep_dir, rows, finished)
+    done_secs = [r["seconds"] for r in rows if r["state"] in ("done", "stale") and r["seconds"]]
+    left = sum(
+        1 for r in rows if r["state"] in ("pending", "queued", "interrupted", "running", "running?", "stale")
+    )
     eta = (sum(done_secs) / len(done_secs)) * left if done_secs else None
     counts = {}
     for r in rows:
@@ -75,6 +81,40 @@ def summarize(sweep_dir: Path) -> dict:
         "eta_seconds": eta,
         "left": left,
     }
+
+
+def mark_stale(sweep_dir: Path, rows: list[dict], finished: list[dict]) -> None:
+    """A finished run whose recorded stage keys differ from those the sweep's configuration gives now
+    (conf/, concepts, templates, model or encoder files changed since) is 'stale': a rerun of the sweep
+    redoes it from the first stage whose key changed. Without this, status would call 'done' what the
+    next rerun recomputes."""
+    from .cell import Cell
+    from .store import STAGES
+    from .sweep import preflight
+
+    path = sweep_dir / "manifest.json"
+    manifest = read_json(path) if path.is_file() else {}  # `run` writes no manifest: nothing to compose
+    if "overrides" not in manifest:
+        return
+    try:
+        cfg, cells, concepts = preflight(list(manifest["overrides"]))
+    except Exception as e:  # noqa: BLE001 - any configuration error: say so, keep the marker view
+        print(f"lycobench: settings not checked (the sweep does not compose now: {e})", file=sys.stderr)
+        return
+    recorded = {
+        (f["cell"], f["seed"]): read_json(Path(f["root"]) / "run.json").get("keys", {}) for f in finished
+    }
+    for r in rows:
+        key = (r["cell"], r["seed"])
+        if r["state"] != "done" or r["cell"] not in cells:
+            continue
+        seeded = cells[r["cell"]].copy()
+        seeded.seed = int(r["seed"])
+        now = Cell(seeded, sweep_dir, concepts.get(tuple(seeded.concepts))).keys
+        changed = [s for s in STAGES if now[s] != recorded.get(key, {}).get(s)]
+        if changed:
+            r["state"] = "stale"
+            r["cause"] = f"{changed[0]} settings changed since it ran: a rerun redoes it from {changed[0]}"
 
 
 def with_slurm_jobs(sweep_dir: Path, rows: list[dict]) -> None:
@@ -116,11 +156,17 @@ def main(argv: list[str]) -> int:
         "was built.",
     )
     p.add_argument("sweep_dir", help="results/<sweep>, or a published report folder")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="read the runs' markers only; skip composing the sweep to find runs whose settings changed "
+        "since they finished (stale: a rerun redoes them)",
+    )
     args = p.parse_args(argv)
     sweep_dir = Path(args.sweep_dir)
     # `run` writes runs/ without a manifest (it runs no sweep): its folder is read the same way
     if (sweep_dir / "manifest.json").is_file() or (sweep_dir / "runs").is_dir():
-        s = summarize(sweep_dir)
+        s = summarize(sweep_dir, check_settings=not args.fast)
         print(f"{sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in sorted(s["counts"].items())))
     else:
         from .report.published import RECORD, read_record
@@ -146,6 +192,7 @@ def main(argv: list[str]) -> int:
         )
     for r in s["rows"]:
         extra = f"  {r['cause']}: {r.get('error', '')}" if r["state"] == "failed" else ""
+        extra = f"  {r['cause']}" if r["state"] == "stale" else extra
         secs = f"  {r['seconds']:.0f}s" if r["seconds"] else ""
         job = f"  {r['slurm']}" if r.get("slurm") else ""
         print(f"  {r['state']:<12} {r['cell']} seed={r['seed']}{secs}{job}{extra}")

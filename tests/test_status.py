@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -76,3 +77,19 @@ def test_status_of_a_folder_made_by_run(tmp_path):
     r = lycobench("status", str(d))
     assert r.returncode == 1, r.stderr  # the failed run
     assert "1 done" in r.stdout and "1 failed" in r.stdout and "pending" not in r.stdout
+
+
+def test_status_names_the_runs_a_rerun_would_redo(local_smoke, tmp_path):
+    """A finished run whose settings changed since (here: the sweep's generation steps) is 'stale', with
+    the stage a rerun redoes it from; marker-only reading (--fast) still calls it done."""
+    shutil.copytree(local_smoke.parent, tmp_path / "results")
+    d = tmp_path / "results" / "smoke"
+    r = lycobench("status", str(d))
+    assert r.returncode == 0 and "4 done" in r.stdout and "stale" not in r.stdout, r.stdout + r.stderr
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["overrides"] = [*manifest["overrides"], "generate.steps=3"]
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    r = lycobench("status", str(d))
+    assert "4 stale" in r.stdout and r.stdout.count("a rerun redoes it from generate") == 4, r.stdout
+    assert "time left" in r.stdout and "unknown" not in r.stdout  # the stale runs' own times
+    assert "4 done" in lycobench("status", "--fast", str(d)).stdout
