@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import socket
 import sys
@@ -97,7 +99,8 @@ def mark_stale(sweep_dir: Path, rows: list[dict], finished: list[dict]) -> None:
     if "overrides" not in manifest:
         return
     try:
-        cfg, cells, concepts = preflight(list(manifest["overrides"]))
+        with contextlib.redirect_stderr(io.StringIO()):  # the sweep's own notes (twins) are not status
+            cfg, cells, concepts = preflight(list(manifest["overrides"]))
     except Exception as e:  # noqa: BLE001 - any configuration error: say so, keep the marker view
         print(f"lycobench: settings not checked (the sweep does not compose now: {e})", file=sys.stderr)
         return
