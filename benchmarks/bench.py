@@ -321,7 +321,7 @@ def _baseline_generate(pipe, plan, settings) -> tuple[float, dict]:
 
 
 def case_generate(repeats: int = 3) -> dict:
-    """One checkpoint's images of the default study, drawn by lycobench (batches of 16 across prompts and
+    """One checkpoint's images of the default study, drawn by lycobench (batches of CPU_BATCH across prompts and
     images, bit-identical whatever the batch) and by a per-prompt diffusers loop; same model, sampler,
     steps, seeds. Variant invariance_off: lycobench without its CPU batch-invariance shim."""
     import numpy as np

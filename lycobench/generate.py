@@ -27,7 +27,9 @@ from .devices import resolve_device, speed_up_unet
 from .prompts import PromptImage, parse_expect
 from .store import atomic_write_bytes, content_key
 
-CPU_BATCH = 16  # batch size on the CPU when generate.batch_size=auto
+# batch size on the CPU when generate.batch_size=auto: at 32 px the per-operation overhead dominates, so a
+# batch of 64 draws ~12% more images per second than one of 16 (same images: the CPU batch-invariance shim)
+CPU_BATCH = 64
 MAX_BATCH = 64  # upper bound of the batch size chosen from free GPU memory
 MEMORY_HEADROOM = 0.8  # fraction of free GPU memory the chosen batch may use
 
@@ -129,7 +131,7 @@ def cuda_batch_size(pipe, settings: dict) -> int:
 
 
 def batch_size_for(gcfg: DictConfig, pipe, settings: dict, device: str) -> int:
-    """``generate.batch_size``: a number, or ``auto`` (CPU: a fixed 16; CUDA: from free memory)."""
+    """``generate.batch_size``: a number, or ``auto`` (CPU: a fixed CPU_BATCH; CUDA: from free memory)."""
     bs = gcfg.get("batch_size", "auto")
     if str(bs) != "auto":
         if int(bs) < 1:
