@@ -26,11 +26,13 @@ from .devices import numerics_identity
 from .store import (
     STAGES,
     RunDir,
+    adopt,
     atomic_write_json,
     atomic_write_parquet,
     atomic_write_text,
     content_key,
     file_sha256,
+    find_donor,
     is_done,
     read_json,
     run_done,
@@ -193,19 +195,22 @@ class Cell:
         if info.get("keys") == self.keys and info.get("status") == "done" and not rd.failed.is_file():
             return
         atomic_write_text(rd.config, to_yaml(self.cfg))
-        atomic_write_json(rd.run_json, {**self.run_info("done"), "seconds": self.kept_seconds()})
+        atomic_write_json(rd.run_json, {**self.run_info("done"), **self.kept_record()})
         rd.failed.unlink(missing_ok=True)
 
-    def kept_seconds(self) -> dict[str, float]:
-        """The recorded time of every stage that stays done (same key): a rerun that redoes only the
-        evaluation keeps the training and generation times, so a run's time stays whole."""
+    def kept_record(self) -> dict:
+        """What the record says of every stage that stays done (same key): its time, and where it was
+        adopted from if another sweep did it. A rerun that redoes only the evaluation keeps both, so the
+        run's record stays whole."""
         try:
             old = read_json(self.rd.run_json)
         except (OSError, ValueError):
-            return {}
+            return {"seconds": {}}
         kept = set(STAGES) - set(self.to_run())
         same = {s for s in kept if (old.get("keys") or {}).get(s) == self.keys[s]}
-        return {s: v for s, v in (old.get("seconds") or {}).items() if s in same}
+        out = {"seconds": {s: v for s, v in (old.get("seconds") or {}).items() if s in same}}
+        reused = {s: v for s, v in (old.get("reused") or {}).items() if s in same}
+        return {**out, "reused": reused} if reused else out
 
     def _run_locked(self) -> str:
         rd = self.rd
@@ -215,7 +220,7 @@ class Cell:
         if not rd.config.is_file() or rd.config.read_text(encoding="utf-8") != text:
             atomic_write_text(rd.config, text)
         info = self.run_info("running")
-        info["seconds"] = self.kept_seconds()
+        info.update(self.kept_record())
         atomic_write_json(rd.run_json, info)
         try:
             to_run = self.to_run()
@@ -225,7 +230,8 @@ class Cell:
                     continue
                 t0 = time.perf_counter()
                 inject_fault(stage, self.cfg.cell, int(self.cfg.seed))
-                getattr(self, f"_{stage}")()
+                if not (stage == "train" and self._adopt_training(info)):
+                    getattr(self, f"_{stage}")()
                 info["seconds"][stage] = round(time.perf_counter() - t0, 2)
                 log.info(
                     "[%s seed=%s] %s: done in %.1fs",
@@ -242,6 +248,18 @@ class Cell:
         rd.failed.unlink(missing_ok=True)
         atomic_write_json(rd.run_json, {**info, "status": "done"})
         return "done"
+
+    def _adopt_training(self, info: dict) -> bool:
+        """The same training (same train key) finished by another sweep of this results folder is adopted,
+        not redone. Generation is not adopted: its images' paths name the cell, and base images the sweep."""
+        donor = find_donor(self.sweep_dir.parent, "train", self.keys["train"], self.rd.root)
+        if donor is None:
+            return False
+        adopt(donor, self.rd.root, "train")
+        self.rd.train_state.unlink(missing_ok=True)
+        info.setdefault("reused", {})["train"] = str(donor.relative_to(self.sweep_dir.parent))
+        log.info("[%s seed=%s] train: reused from %s", self.cfg.cell, self.cfg.seed, donor)
+        return True
 
     def run_info(self, status: str) -> dict:
         cfg = self.cfg

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -216,6 +217,42 @@ def release(root: Path, stage: str, files: list[Path]) -> int:
             freed += p.stat().st_size
             p.unlink()
     return freed
+
+
+def find_donor(results_dir: Path, stage: str, key: str, exclude: Path) -> Path | None:
+    """A run of any sweep under ``results_dir`` whose ``stage`` is done with this very key and still holds
+    all its files (none released): its output is the output this run would compute, so it can be adopted
+    instead of recomputed (a paper sweep after the default study shares ten trainings with it)."""
+    for marker in sorted(Path(results_dir).glob(f"*/runs/*/seed=*/.done/{stage}.json")):
+        root = marker.parent.parent
+        if root.resolve() == Path(exclude).resolve():
+            continue
+        try:
+            info = read_json(marker)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if info.get("key") == key and not info.get("released") and is_done(marker, key, root):
+            return root
+    return None
+
+
+def adopt(donor: Path, root: Path, stage: str) -> None:
+    """Give run ``root`` the files of ``donor``'s finished ``stage`` (hard links where the file system allows,
+    else copies), then its marker, last: a kill leaves the stage undone, never half adopted. Files are
+    only ever replaced whole (atomic writes), so sharing an inode is safe."""
+    marker = RunDir(donor).marker(stage)
+    info = read_json(marker)
+    for rel in info["files"]:
+        src, dst = Path(donor) / rel, Path(root) / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    atomic_write_json(RunDir(root).marker(stage), info)
 
 
 # --- scanning a sweep's runs --------------------------------------------------------------------
