@@ -104,9 +104,7 @@ def mark_stale(sweep_dir: Path, rows: list[dict], finished: list[dict]) -> None:
     except Exception as e:  # noqa: BLE001 - any configuration error: say so, keep the marker view
         print(f"lycobench: settings not checked (the sweep does not compose now: {e})", file=sys.stderr)
         return
-    recorded = {
-        (f["cell"], f["seed"]): read_json(Path(f["root"]) / "run.json").get("keys", {}) for f in finished
-    }
+    recorded = {(f["cell"], f["seed"]): f["keys"] for f in finished}  # as scan read them from run.json
     for r in rows:
         key = (r["cell"], r["seed"])
         if r["state"] != "done" or r["cell"] not in cells:

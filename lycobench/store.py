@@ -268,8 +268,14 @@ def scan(sweep_dir: Path) -> tuple[list[dict], list[dict]]:
         info = read_json(run_json)
         cell, seed = info["cell"], int(info["seed"])
         seen.add((cell, seed))
-        entry = {"cell": cell, "seed": seed, "root": root, "factors": info.get("factors", {})}
-        markers_ok = run_done(root, info.get("keys") or {})
+        entry = {
+            "cell": cell,
+            "seed": seed,
+            "root": root,
+            "factors": info.get("factors", {}),
+            "keys": info.get("keys") or {},
+        }
+        markers_ok = run_done(root, entry["keys"])
         if (root / "FAILED").is_file():
             text = (root / "FAILED").read_text(encoding="utf-8")
             cause = text.splitlines()[0].removeprefix("cause: ") if text else "bug"
