@@ -354,6 +354,52 @@ def test_shap_refuses_tiny_or_constant_inputs():
     assert "constant" in an.fit_shap(shap_input(lambda r, rng: 1.0), "x", col).note
 
 
+def test_the_reports_parallel_fits_equal_fits_one_by_one():
+    """The report fits its CatBoost models in worker processes (see the next test); each comes back as
+    the same model a fit in this process gives."""
+    from lycobench.report.shap_figures import _fit_missing
+
+    col = dict(metric="m", encoder="e", level="set", prompt_type="train")
+    rows = {
+        "a": shap_input(lambda r, rng: 0.3 * r["LR level"] + 0.01 * rng.standard_normal()),
+        "b": shap_input(lambda r, rng: 0.2 * r["Epoch"] / 30 + 0.01 * rng.standard_normal(), seed=1),
+    }
+    got = _fit_missing([("object", col, name, g, None) for name, g in rows.items()])
+    for name, g in rows.items():
+        want = an.fit_shap(g, "object", col)
+        assert np.array_equal(got[name].shap, want.shap) and got[name].r2_cv == want.r2_cv
+        assert got[name].attribution == want.attribution
+
+
+def test_upstream_catboost_loggers_are_shared_by_threads():
+    """CatBoost 1.2 keeps one logger per process: a fit entered while another thread's fit runs logs
+    through that thread's logger, which the other thread resets when its fit ends (catboost issue 2620).
+    So the report fits in processes (report/shap_figures._fit_missing). When this fails after an upgrade,
+    loggers are per thread: threads would do again."""
+    import threading
+
+    from catboost import core
+
+    stack = core._custom_loggers_stack
+    entered, release = threading.Event(), threading.Event()
+
+    def other_fit():
+        with core.log_fixup():
+            entered.set()
+            release.wait(30)
+
+    t = threading.Thread(target=other_fit)
+    t.start()
+    try:
+        assert entered.wait(30)
+        with core.log_fixup():
+            mine_dropped = len(stack._stack) == 1  # this thread's push was a no-op: the other owns it
+    finally:
+        release.set()
+        t.join()
+    assert mine_dropped, "CatBoost gives each thread its own logger now: the report could fit in threads"
+
+
 def test_catboost_settings_are_the_papers():
     assert (
         dict(iterations=300, learning_rate=0.1, random_seed=123, nan_mode="Min", allow_writing_files=False)

@@ -58,26 +58,36 @@ def shap_models(scores, configs, out: Path, cache: Cache, result: dict):
 
 
 def _fit_missing(jobs: list) -> dict:
-    """CatBoost + SHAP fits not in the cache, on every core: each fit is single-threaded and seeded, and
-    CatBoost releases the GIL while fitting, so threads give the same models in a fraction of the time."""
+    """CatBoost + SHAP fits not in the cache, on every core: each fit is single-threaded and seeded, so
+    the models do not depend on how they are spread. In processes, not threads: CatBoost 1.2 keeps one
+    logger per process, which a fit in one thread resets under a fit in another (catboost issue 2620;
+    here it crashed the report with a segfault). tests/test_report.py's test_upstream_catboost_* notices
+    the fix."""
+    import multiprocessing
     import os
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from .. import analysis as an
 
     done: dict = {}
 
-    def fit(job):
-        category, column, name, g, _ = job
-        res = an.fit_shap(g, category, column)
+    def finished(job, res):
+        category, column, name, *_ = job
         done[name] = res
         progress(
             f"CatBoost + SHAP {len(done)}/{len(jobs)}: {category} / {column['metric']}({column['prompt_type']})"
         )
-        return res
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-        list(pool.map(fit, jobs))
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        for job in jobs:
+            finished(job, an.fit_shap(job[3], job[0], job[1]))
+        return done
+    # spawn: the report process may hold threads (torch, BLAS) that a forked child would inherit locked
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(an.fit_shap, job[3], job[0], job[1]): job for job in jobs}
+        for f in as_completed(futures):
+            finished(futures[f], f.result())
     return done
 
 
