@@ -61,7 +61,7 @@ def _fit_missing(jobs: list) -> dict:
     """CatBoost + SHAP fits not in the cache, on every core: each fit is single-threaded and seeded, so
     the models do not depend on how they are spread. In processes, not threads: CatBoost 1.2 keeps one
     logger per process, which a fit in one thread resets under a fit in another (catboost issue 2620;
-    here it crashed the report with a segfault). tests/test_report.py's test_upstream_catboost_* notices
+    here it crashed the report with a segfault). tests/test_analysis.py's test_upstream_catboost_* notices
     the fix."""
     import multiprocessing
     import os
